@@ -1,0 +1,1 @@
+"""Export a local sentence-transformers checkpoint into the Triton model repository."""

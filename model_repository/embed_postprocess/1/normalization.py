@@ -1,0 +1,14 @@
+"""Matryoshka truncation and L2 normalization of pooled embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def truncate_and_normalize(embeddings: np.ndarray, dimensions: int) -> np.ndarray:
+    """Keep the first `dimensions` values (0 = all) of each row, then scale each row to norm 1."""
+    if dimensions < 0 or dimensions > embeddings.shape[1]:
+        raise ValueError(f"dimensions must be 0..{embeddings.shape[1]}, got {dimensions}")
+    prefix = embeddings[:, : dimensions or None].astype(np.float32, copy=False)
+    norms = np.linalg.norm(prefix, axis=1, keepdims=True)
+    return prefix / np.maximum(norms, np.finfo(np.float32).tiny)

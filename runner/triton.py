@@ -1,0 +1,163 @@
+"""Start, wait for and stop the tritonserver binary that the nvidia-pytriton wheel ships.
+
+Usage:
+    with LocalTriton(Path("model_repository"), ports=TritonPorts.free()) as triton:
+        triton.wait_ready(deadline_s=120)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from types import TracebackType
+
+STOP_GRACE_S = 30.0
+
+
+class TritonStartError(RuntimeError):
+    """tritonserver exited or did not become ready in time; the message holds its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class TritonPorts:
+    http: int = 8010
+    grpc: int = 8001
+    metrics: int = 8002
+
+    @classmethod
+    def free(cls) -> TritonPorts:
+        return cls(http=free_port(), grpc=free_port(), metrics=free_port())
+
+
+def _pytriton_root() -> Path:
+    spec = find_spec("pytriton")
+    if spec is None or spec.origin is None:
+        raise TritonStartError("nvidia-pytriton is not installed (make install)")
+    return Path(spec.origin).parent / "tritonserver"
+
+
+def prepare_backends(workdir: Path) -> Path:
+    """A backend folder whose python backend carries the stub built for this interpreter."""
+    root = _pytriton_root()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    backend = workdir / "backends" / "python"
+    if backend.exists():
+        shutil.rmtree(backend)
+    shutil.copytree(root / "backends" / "python", backend)
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    shutil.copy2(stub, backend / stub.name)
+    return backend.parent
+
+
+class LocalTriton:
+    def __init__(
+        self, model_repository: Path, *, ports: TritonPorts, workdir: Path, log_path: Path
+    ) -> None:
+        self.model_repository = model_repository.resolve()
+        self.ports = ports
+        self.workdir = workdir
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
+    def start(self) -> None:
+        root = _pytriton_root()
+        libs = root.parent.parent / "nvidia_pytriton.libs"
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        # The Python stub imports the models' packages from the interpreter first on PATH.
+        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+        command = [
+            str(root / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={prepare_backends(self.workdir)}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--log-verbose=0",
+        ]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        # Own process group: stopping it also stops the Python stubs tritonserver spawned.
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def wait_ready(self, *, deadline_s: float = 180.0) -> None:
+        url = f"http://127.0.0.1:{self.ports.http}/v2/health/ready"
+        until = time.monotonic() + deadline_s
+        while time.monotonic() < until:
+            if self.process is None or self.process.poll() is not None:
+                raise TritonStartError(f"tritonserver exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        raise TritonStartError(f"tritonserver not ready after {deadline_s}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        pgid = os.getpgid(self.process.pid)
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.process.wait()
+        # Stubs normally exit with the server; make sure none outlives it.
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> LocalTriton:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
