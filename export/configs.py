@@ -31,8 +31,9 @@ def _tensor(message_type, t: Tensor):
     return message_type(name=t.name, data_type=mc.DataType.Value(t.data_type), dims=list(t.dims))
 
 
-def _batched(name: str, *, backend: str, inputs: list[Tensor], outputs: list[Tensor],
-             queue_delay_us: int) -> mc.ModelConfig:
+def _batched(
+    name: str, *, backend: str, inputs: list[Tensor], outputs: list[Tensor], queue_delay_us: int
+) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend=backend, max_batch_size=tensors.MAX_BATCH_SIZE)
     config.input.extend(_tensor(mc.ModelInput, t) for t in inputs)
     config.output.extend(_tensor(mc.ModelOutput, t) for t in outputs)
@@ -58,15 +59,23 @@ def text_preprocess(facts: ModelFacts) -> mc.ModelConfig:
         Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
         Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
     ]
-    config = _batched(tensors.TEXT_PREPROCESS, backend="python", inputs=_text_inputs(),
-                      outputs=outputs, queue_delay_us=1000)
-    return _parameters(config, {
-        "tokenizer_file": "tokenizer/tokenizer.json",
-        "max_tokens": facts.max_tokens,
-        "instruction_template": facts.instruction_template,
-        "include_prompt": str(facts.include_prompt).lower(),
-        "pad_id": facts.pad_id,
-    })
+    config = _batched(
+        tensors.TEXT_PREPROCESS,
+        backend="python",
+        inputs=_text_inputs(),
+        outputs=outputs,
+        queue_delay_us=1000,
+    )
+    return _parameters(
+        config,
+        {
+            "tokenizer_file": "tokenizer/tokenizer.json",
+            "max_tokens": facts.max_tokens,
+            "instruction_template": facts.instruction_template,
+            "include_prompt": str(facts.include_prompt).lower(),
+            "pad_id": facts.pad_id,
+        },
+    )
 
 
 def text_encoder(facts: ModelFacts, *, backend: str) -> mc.ModelConfig:
@@ -111,14 +120,19 @@ def embed_text(facts: ModelFacts) -> mc.ModelConfig:
         Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
     ]
     config.output.extend(_tensor(mc.ModelOutput, t) for t in outputs)
-    features = [t.name for t in tensors.encoder_inputs(uses_token_type_ids=facts.uses_token_type_ids)]
+    features = [
+        t.name for t in tensors.encoder_inputs(uses_token_type_ids=facts.uses_token_type_ids)
+    ]
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=tensors.TEXT_PREPROCESS,
         model_version=-1,
         input_map={n: n for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)},
-        output_map={**{n: n for n in features}, tensors.TOKENS: tensors.TOKENS,
-                    tensors.TRUNCATED: tensors.TRUNCATED},
+        output_map={
+            **{n: n for n in features},
+            tensors.TOKENS: tensors.TOKENS,
+            tensors.TRUNCATED: tensors.TRUNCATED,
+        },
     )
     steps.add(
         model_name=tensors.TEXT_ENCODER,
@@ -129,16 +143,21 @@ def embed_text(facts: ModelFacts) -> mc.ModelConfig:
     steps.add(
         model_name=tensors.POSTPROCESS,
         model_version=-1,
-        input_map={tensors.SENTENCE_EMBEDDING: tensors.SENTENCE_EMBEDDING,
-                   tensors.DIMENSIONS: tensors.DIMENSIONS},
+        input_map={
+            tensors.SENTENCE_EMBEDDING: tensors.SENTENCE_EMBEDDING,
+            tensors.DIMENSIONS: tensors.DIMENSIONS,
+        },
         output_map={tensors.EMBEDDING: tensors.EMBEDDING},
     )
-    return _parameters(config, {
-        "served_model_name": tensors.SERVED_MODEL_NAME,
-        "native_dimension": facts.native_dimension,
-        "max_tokens": facts.max_tokens,
-        "fingerprint": facts.fingerprint,
-    })
+    return _parameters(
+        config,
+        {
+            "served_model_name": tensors.SERVED_MODEL_NAME,
+            "native_dimension": facts.native_dimension,
+            "max_tokens": facts.max_tokens,
+            "fingerprint": facts.fingerprint,
+        },
+    )
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

@@ -40,11 +40,13 @@ def check_parity(
 ) -> ParityReport:
     """Embed `probes` with the sentence-transformers `model` and with the ONNX graph; compare."""
     reference = model.encode(list(probes), convert_to_numpy=True, normalize_embeddings=True)
-    features = model.tokenize(list(probes))
+    features = model.preprocess(list(probes))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     feeds = {}
     for graph_input in session.get_inputs():
-        source = tensors.ATTENTION_MASK if graph_input.name == tensors.POOLING_MASK else graph_input.name
+        source = (
+            tensors.ATTENTION_MASK if graph_input.name == tensors.POOLING_MASK else graph_input.name
+        )
         feeds[graph_input.name] = features[source].numpy().astype(np.int64)
     (exported,) = session.run([tensors.SENTENCE_EMBEDDING], feeds)
     cosines = cosine_rows(reference, exported)

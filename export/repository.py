@@ -52,9 +52,9 @@ def export_text_model(checkpoint_dir: Path, repository: Path) -> dict:
     # Imported here so that reading this module (e.g. for its paths) never loads torch.
     from sentence_transformers import SentenceTransformer
 
-    checkpoint = Checkpoint.read(checkpoint_dir)
     with step(f"loading {checkpoint_dir}"):
         model = SentenceTransformer(str(checkpoint_dir), device="cpu", local_files_only=True)
+    checkpoint = Checkpoint.of(checkpoint_dir, model)
     tokenizer = model.tokenizer
     onnx_path = repository / tensors.TEXT_ENCODER / "1" / "model.onnx"
     with step("exporting the text tower to ONNX (pooling fused)"):
@@ -72,7 +72,7 @@ def export_text_model(checkpoint_dir: Path, repository: Path) -> dict:
 
     facts = configs.ModelFacts(
         native_dimension=checkpoint.dimension,
-        max_tokens=min(checkpoint.max_tokens, model.max_seq_length),
+        max_tokens=checkpoint.max_tokens,
         fingerprint=fingerprint([onnx_path, tokenizer_path]),
         uses_token_type_ids=uses_token_type_ids(list(tokenizer.model_input_names)),
         include_prompt=checkpoint.include_prompt,

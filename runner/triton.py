@@ -7,6 +7,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -145,10 +146,8 @@ class LocalTriton:
             os.killpg(pgid, signal.SIGKILL)
             self.process.wait()
         # Stubs normally exit with the server; make sure none outlives it.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def __enter__(self) -> LocalTriton:
         self.start()

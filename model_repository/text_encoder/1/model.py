@@ -21,9 +21,7 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params["intra_op_threads"])
         path = Path(args["model_repository"]) / args["model_version"] / params["onnx_file"]
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_name = config["output"][0]["name"]
 
@@ -38,7 +36,9 @@ class TritonPythonModel:
         (embeddings,) = self.session.run([self.output_name], features)
         responses, start = [], 0
         for request in requests:
-            rows = pb_utils.get_input_tensor_by_name(request, self.input_names[0]).as_numpy().shape[0]
+            rows = (
+                pb_utils.get_input_tensor_by_name(request, self.input_names[0]).as_numpy().shape[0]
+            )
             tensor = pb_utils.Tensor(self.output_name, embeddings[start : start + rows])
             responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
             start += rows

@@ -74,7 +74,9 @@ class TextTokenizer:
             for encoding, prompt, mode in zip(joint, prompts, truncate, strict=True)
         ]
 
-    def _fit(self, content: list[int], prompt_tokens: int, mode: str) -> Encoded | TokenLimitExceeded:
+    def _fit(
+        self, content: list[int], prompt_tokens: int, mode: str
+    ) -> Encoded | TokenLimitExceeded:
         truncated = len(content) > self._budget
         if truncated:
             if mode == "NONE":
@@ -86,7 +88,9 @@ class TextTokenizer:
             else:
                 content = content[: prompt_tokens + keep]
         # sentence-transformers leaves the leading special token out of pooling with the prompt.
-        pooling_start = 0 if self.include_prompt or not prompt_tokens else len(self._prefix) + prompt_tokens
+        pooling_start = (
+            0 if self.include_prompt or not prompt_tokens else len(self._prefix) + prompt_tokens
+        )
         return Encoded(self._prefix + content + self._suffix, pooling_start, truncated)
 
 

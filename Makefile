@@ -1,0 +1,56 @@
+# Everything a fresh machine needs: `make serve` and `make test` do all set-up themselves.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
+CHECKPOINT ?=
+REPOSITORY := model_repository
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# No hub access exists: every model comes from a local folder.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install system-packages export serve test lint deploy clean
+
+install: $(VENV)/.installed
+
+# libpython3.11: the Triton Python stub links it; docker-compose: validates docker-compose.yml.
+system-packages:
+	@if ! ldconfig -p | grep -q 'libpython3.11.so.1.0' || ! command -v docker-compose >/dev/null; then \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpython3.11 docker-compose; \
+	fi
+
+$(VENV)/.installed: requirements/*.txt | system-packages
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+	# The local CPU wheel first: anything resolving torch later finds it satisfied.
+	$(PIP) torch==2.13.0
+	$(PIP) -r requirements/serve.txt -r requirements/export.txt -r requirements/test.txt
+	touch $@
+
+export: $(VENV)/.installed
+	$(BIN)/python -m export --repository $(REPOSITORY) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
+$(REPOSITORY)/embed_text/config.pbtxt: $(VENV)/.installed $(wildcard export/*.py)
+	$(MAKE) export
+
+serve: $(REPOSITORY)/embed_text/config.pbtxt
+	$(BIN)/python -m runner --model-repository $(REPOSITORY)
+
+test: $(REPOSITORY)/embed_text/config.pbtxt
+	$(BIN)/ruff check .
+	$(BIN)/ruff check --target-version py310 $(REPOSITORY)
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+deploy: $(REPOSITORY)/embed_text/config.pbtxt
+	docker-compose up -d --build
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,104 @@
+"""The export declares and verifies itself: tiny checkpoints of every supported family."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export import repository, tensors
+from export.__main__ import main as export_main
+from export.parity import FP32_MIN_COSINE
+from tests import tiny_models
+
+ONNX_TYPES = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
+
+
+@pytest.fixture(scope="module", params=tiny_models.FAMILIES)
+def exported(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param)
+    checkpoint = tiny_models.build(request.param, root / "checkpoint")
+    report = repository.export_text_model(checkpoint, root / "repo")
+    return root / "repo", report
+
+
+def _config(path) -> mc.ModelConfig:
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def _graph_tensors(values) -> list[tuple[str, str]]:
+    return [(v.name, ONNX_TYPES[v.type.tensor_type.elem_type]) for v in values]
+
+
+def test_every_family_exports_with_fp32_parity_in_the_report(exported):
+    repo, report = exported
+    written = json.loads((repo / "text_encoder" / repository.REPORT_FILE).read_text())
+    assert written == report
+    assert report["parity_fp32"]["min_cosine"] >= FP32_MIN_COSINE
+    assert report["native_dimension"] == 32
+
+
+@pytest.mark.parametrize("config_file", ["config.pbtxt", "configs/production.pbtxt"])
+def test_tower_configs_match_the_onnx_graph(exported, config_file):
+    repo, _ = exported
+    config = _config(repo / "text_encoder" / config_file)
+    graph = onnx.load(str(repo / "text_encoder" / "1" / "model.onnx")).graph
+    configured_inputs = [(i.name, mc.DataType.Name(i.data_type)) for i in config.input]
+    assert configured_inputs == _graph_tensors(graph.input)
+    configured_outputs = [(o.name, mc.DataType.Name(o.data_type)) for o in config.output]
+    assert configured_outputs == _graph_tensors(graph.output)
+    assert list(config.output[0].dims) == [32]
+    assert config.dynamic_batching.default_queue_policy.max_queue_size > 0
+
+
+def test_production_tower_runs_on_native_onnxruntime_and_local_on_python(exported):
+    repo, _ = exported
+    assert _config(repo / "text_encoder" / "config.pbtxt").backend == "python"
+    production = _config(repo / "text_encoder" / "configs" / "production.pbtxt")
+    assert (production.backend, production.default_model_filename) == ("onnxruntime", "model.onnx")
+
+
+def test_ensemble_carries_the_model_facts(exported):
+    repo, report = exported
+    config = _config(repo / "embed_text" / "config.pbtxt")
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params == {
+        "served_model_name": "epithre-embed",
+        "native_dimension": "32",
+        "max_tokens": "64",
+        "fingerprint": report["fingerprint"],
+    }
+    assert [i.name for i in config.input] == ["TEXT", "INSTRUCTION", "TRUNCATE", "DIMENSIONS"]
+    assert [o.name for o in config.output] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
+
+
+def test_cls_pooling_is_read_from_the_pooling_config(tmp_path):
+    checkpoint = tiny_models.build("bert", tmp_path / "cls", pooling="cls")
+    report = repository.export_text_model(checkpoint, tmp_path / "repo")
+    assert report["pooling"] == "cls"
+    assert report["parity_fp32"]["min_cosine"] >= FP32_MIN_COSINE
+
+
+def test_failed_parity_fails_the_export(tmp_path, monkeypatch):
+    checkpoint = tiny_models.build("bert", tmp_path / "ckpt")
+    original = repository.check_parity
+    monkeypatch.setattr(
+        repository,
+        "check_parity",
+        lambda *args, **kwargs: original(*args, **{**kwargs, "threshold": 1.5}),
+    )
+    code = export_main(["--checkpoint", str(checkpoint), "--repository", str(tmp_path / "r")])
+    assert code == 1
+    assert not (tmp_path / "r" / "embed_text" / "config.pbtxt").exists()
+
+
+def test_tensor_names_are_those_of_the_architecture():
+    assert (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE, tensors.DIMENSIONS) == (
+        "TEXT",
+        "INSTRUCTION",
+        "TRUNCATE",
+        "DIMENSIONS",
+    )
