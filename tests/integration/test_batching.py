@@ -10,7 +10,18 @@ import tritonclient.grpc as grpcclient
 
 pytestmark = pytest.mark.integration
 
-WORDS = ["hutan", "sungai", "gunung", "pantai", "kota", "desa", "sawah", "ladang", "pasar", "sekolah"]
+WORDS = [
+    "hutan",
+    "sungai",
+    "gunung",
+    "pantai",
+    "kota",
+    "desa",
+    "sawah",
+    "ladang",
+    "pasar",
+    "sekolah",
+]
 
 
 def encoder_counts(grpc_url: str) -> tuple[int, int]:
