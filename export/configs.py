@@ -22,6 +22,8 @@ class ModelFacts:
     max_tokens: int
     fingerprint: str
     uses_token_type_ids: bool
+    pooling: str
+    pooled_in_graph: bool
     include_prompt: bool
     instruction_template: str
     pad_id: int
@@ -53,9 +55,27 @@ def _text_inputs() -> list[Tensor]:
     return [Tensor(n, STRING, (1,)) for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)]
 
 
+def _encoder_inputs(facts: ModelFacts) -> list[Tensor]:
+    return tensors.encoder_inputs(
+        uses_token_type_ids=facts.uses_token_type_ids, pooled=facts.pooled_in_graph
+    )
+
+
+def _encoder_output(facts: ModelFacts) -> Tensor:
+    return tensors.encoder_output(facts.native_dimension, pooled=facts.pooled_in_graph)
+
+
+def _postprocess_inputs(facts: ModelFacts) -> list[Tensor]:
+    """The encoder's output, the pooling mask when the graph does not pool, and DIMENSIONS."""
+    pooling_mask = (
+        [] if facts.pooled_in_graph else [Tensor(tensors.POOLING_MASK, "TYPE_INT64", (-1,))]
+    )
+    return [_encoder_output(facts), *pooling_mask, Tensor(tensors.DIMENSIONS, "TYPE_INT32", (1,))]
+
+
 def text_preprocess(facts: ModelFacts) -> mc.ModelConfig:
     outputs = [
-        *tensors.encoder_inputs(uses_token_type_ids=facts.uses_token_type_ids),
+        *tensors.features(uses_token_type_ids=facts.uses_token_type_ids),
         Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
         Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
     ]
@@ -83,8 +103,8 @@ def text_encoder(facts: ModelFacts, *, backend: str) -> mc.ModelConfig:
     config = _batched(
         tensors.TEXT_ENCODER,
         backend=backend,
-        inputs=tensors.encoder_inputs(uses_token_type_ids=facts.uses_token_type_ids),
-        outputs=[tensors.encoder_output(facts.native_dimension)],
+        inputs=_encoder_inputs(facts),
+        outputs=[_encoder_output(facts)],
         queue_delay_us=4000,
     )
     if backend == "onnxruntime":
@@ -98,14 +118,13 @@ def embed_postprocess(facts: ModelFacts) -> mc.ModelConfig:
     config = _batched(
         tensors.POSTPROCESS,
         backend="python",
-        inputs=[
-            tensors.encoder_output(facts.native_dimension),
-            Tensor(tensors.DIMENSIONS, "TYPE_INT32", (1,)),
-        ],
+        inputs=_postprocess_inputs(facts),
         outputs=[Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,))],
         queue_delay_us=0,
     )
-    return _parameters(config, {"native_dimension": facts.native_dimension})
+    return _parameters(
+        config, {"native_dimension": facts.native_dimension, "pooling": facts.pooling}
+    )
 
 
 def embed_text(facts: ModelFacts) -> mc.ModelConfig:
@@ -120,9 +139,8 @@ def embed_text(facts: ModelFacts) -> mc.ModelConfig:
         Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
     ]
     config.output.extend(_tensor(mc.ModelOutput, t) for t in outputs)
-    features = [
-        t.name for t in tensors.encoder_inputs(uses_token_type_ids=facts.uses_token_type_ids)
-    ]
+    features = [t.name for t in tensors.features(uses_token_type_ids=facts.uses_token_type_ids)]
+    encoder_output = _encoder_output(facts).name
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=tensors.TEXT_PREPROCESS,
@@ -137,16 +155,13 @@ def embed_text(facts: ModelFacts) -> mc.ModelConfig:
     steps.add(
         model_name=tensors.TEXT_ENCODER,
         model_version=-1,
-        input_map={n: n for n in features},
-        output_map={tensors.SENTENCE_EMBEDDING: tensors.SENTENCE_EMBEDDING},
+        input_map={t.name: t.name for t in _encoder_inputs(facts)},
+        output_map={encoder_output: encoder_output},
     )
     steps.add(
         model_name=tensors.POSTPROCESS,
         model_version=-1,
-        input_map={
-            tensors.SENTENCE_EMBEDDING: tensors.SENTENCE_EMBEDDING,
-            tensors.DIMENSIONS: tensors.DIMENSIONS,
-        },
+        input_map={t.name: t.name for t in _postprocess_inputs(facts)},
         output_map={tensors.EMBEDDING: tensors.EMBEDDING},
     )
     return _parameters(

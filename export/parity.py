@@ -20,6 +20,7 @@ class ParityError(RuntimeError):
 @dataclass(frozen=True)
 class ParityReport:
     probes: int
+    compared: str  # "sentence_embedding" or "token_embeddings"
     min_cosine: float
     mean_cosine: float
     threshold: float
@@ -30,29 +31,53 @@ class ParityReport:
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(axis=-1)
 
 
-def check_parity(
-    model, onnx_path: Path, probes: tuple[str, ...], *, threshold: float = FP32_MIN_COSINE
-) -> ParityReport:
-    """Embed `probes` with the sentence-transformers `model` and with the ONNX graph; compare."""
-    reference = model.encode(list(probes), convert_to_numpy=True, normalize_embeddings=True)
-    features = model.preprocess(list(probes))
+def _run_graph(model, onnx_path: Path, probes: list[str]) -> np.ndarray:
+    features = model.preprocess(probes)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     feeds = {}
     for graph_input in session.get_inputs():
-        source = (
-            tensors.ATTENTION_MASK if graph_input.name == tensors.POOLING_MASK else graph_input.name
+        # The reference pools with the attention mask when no prompt is given.
+        name = graph_input.name
+        source = tensors.ATTENTION_MASK if name == tensors.POOLING_MASK else name
+        feeds[name] = features[source].numpy().astype(np.int64)
+    (output,) = session.run(None, feeds)
+    return output
+
+
+def check_parity(
+    model,
+    onnx_path: Path,
+    probes: tuple[str, ...],
+    *,
+    pooled: bool = True,
+    threshold: float = FP32_MIN_COSINE,
+) -> ParityReport:
+    """Compare the ONNX graph with the sentence-transformers `model` on `probes`.
+
+    A pooling graph is compared sentence by sentence; a token-level graph token by token (the
+    worst token of a probe is that probe's score).
+    """
+    exported = _run_graph(model, onnx_path, list(probes))
+    if pooled:
+        reference = model.encode(list(probes), convert_to_numpy=True)
+        cosines = cosine_rows(reference, exported)
+    else:
+        tokens = model.encode(list(probes), output_value="token_embeddings")
+        cosines = np.array(
+            [
+                cosine_rows(ref.numpy(), exported[i, : len(ref)]).min()
+                for i, ref in enumerate(tokens)
+            ]
         )
-        feeds[graph_input.name] = features[source].numpy().astype(np.int64)
-    (exported,) = session.run([tensors.SENTENCE_EMBEDDING], feeds)
-    cosines = cosine_rows(reference, exported)
     worst = int(np.argmin(cosines))
     report = ParityReport(
         probes=len(probes),
+        compared=tensors.SENTENCE_EMBEDDING if pooled else tensors.TOKEN_EMBEDDINGS,
         min_cosine=float(cosines.min()),
         mean_cosine=float(cosines.mean()),
         threshold=threshold,
@@ -60,6 +85,7 @@ def check_parity(
     )
     if report.min_cosine < threshold:
         raise ParityError(
-            f"min cosine {report.min_cosine:.6f} < {threshold} on probe {probes[worst]!r}"
+            f"{report.compared}: min cosine {report.min_cosine:.6f} < {threshold} "
+            f"on probe {probes[worst]!r}"
         )
     return report

@@ -44,10 +44,14 @@ def write_config(repository: Path, config, relative: Path = Path("config.pbtxt")
     path.write_text(configs.to_pbtxt(config))
 
 
-def export_text_model(checkpoint_dir: Path, repository: Path) -> dict:
+def export_text_model(
+    checkpoint_dir: Path, repository: Path, *, pool_in_graph: bool = True
+) -> dict:
     """Export `checkpoint_dir` into `repository`; raises ParityError if the graph disagrees.
 
     Usage: `python -m export --checkpoint ./my-st-model --repository model_repository`
+
+    With `pool_in_graph=False` the graph outputs token embeddings and embed_postprocess pools.
     """
     # Imported here so that reading this module (e.g. for its paths) never loads torch.
     from sentence_transformers import SentenceTransformer
@@ -57,15 +61,17 @@ def export_text_model(checkpoint_dir: Path, repository: Path) -> dict:
     checkpoint = Checkpoint.of(checkpoint_dir, model)
     tokenizer = model.tokenizer
     onnx_path = repository / tensors.TEXT_ENCODER / "1" / "model.onnx"
-    with step("exporting the text tower to ONNX (pooling fused)"):
+    where = "fused into the graph" if pool_in_graph else "left to the postprocess"
+    with step(f"exporting the text tower to ONNX (pooling {where})"):
         export_onnx(
             model[0].auto_model,
             checkpoint,
             model_input_names=list(tokenizer.model_input_names),
+            pooled=pool_in_graph,
             destination=onnx_path,
         )
     with step(f"checking parity on {len(PROBES)} Indonesian probes"):
-        parity = check_parity(model, onnx_path, PROBES)
+        parity = check_parity(model, onnx_path, PROBES, pooled=pool_in_graph)
     tokenizer_path = repository / tensors.TEXT_PREPROCESS / "1" / "tokenizer" / "tokenizer.json"
     tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.backend_tokenizer.save(str(tokenizer_path))
@@ -75,6 +81,8 @@ def export_text_model(checkpoint_dir: Path, repository: Path) -> dict:
         max_tokens=checkpoint.max_tokens,
         fingerprint=fingerprint([onnx_path, tokenizer_path]),
         uses_token_type_ids=uses_token_type_ids(list(tokenizer.model_input_names)),
+        pooling=checkpoint.pooling,
+        pooled_in_graph=pool_in_graph,
         include_prompt=checkpoint.include_prompt,
         instruction_template=checkpoint.instruction_template,
         pad_id=int(tokenizer.pad_token_id or 0),
@@ -87,6 +95,7 @@ def export_text_model(checkpoint_dir: Path, repository: Path) -> dict:
     report = {
         "checkpoint": str(checkpoint_dir),
         "pooling": checkpoint.pooling,
+        "pooling_in": "graph" if pool_in_graph else "postprocess",
         "native_dimension": facts.native_dimension,
         "max_tokens": facts.max_tokens,
         "fingerprint": facts.fingerprint,

@@ -31,6 +31,7 @@ ATTENTION_MASK = "attention_mask"
 TOKEN_TYPE_IDS = "token_type_ids"
 POOLING_MASK = "pooling_mask"
 SENTENCE_EMBEDDING = "sentence_embedding"
+TOKEN_EMBEDDINGS = "token_embeddings"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class Tensor:
     dims: tuple[int, ...]
 
 
-def encoder_inputs(*, uses_token_type_ids: bool) -> list[Tensor]:
+def features(*, uses_token_type_ids: bool) -> list[Tensor]:
+    """What text_preprocess produces for every text: the encoder's inputs and the pooling mask."""
     names = [INPUT_IDS, ATTENTION_MASK]
     if uses_token_type_ids:
         names.append(TOKEN_TYPE_IDS)
@@ -48,5 +50,13 @@ def encoder_inputs(*, uses_token_type_ids: bool) -> list[Tensor]:
     return [Tensor(name, "TYPE_INT64", (-1,)) for name in names]
 
 
-def encoder_output(dimension: int) -> Tensor:
-    return Tensor(SENTENCE_EMBEDDING, "TYPE_FP32", (dimension,))
+def encoder_inputs(*, uses_token_type_ids: bool, pooled: bool) -> list[Tensor]:
+    """A graph that pools takes the pooling mask; one that does not leaves it to the postprocess."""
+    all_features = features(uses_token_type_ids=uses_token_type_ids)
+    return all_features if pooled else [t for t in all_features if t.name != POOLING_MASK]
+
+
+def encoder_output(dimension: int, *, pooled: bool) -> Tensor:
+    if pooled:
+        return Tensor(SENTENCE_EMBEDDING, "TYPE_FP32", (dimension,))
+    return Tensor(TOKEN_EMBEDDINGS, "TYPE_FP32", (-1, dimension))

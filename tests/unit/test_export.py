@@ -17,11 +17,19 @@ from tests import tiny_models
 ONNX_TYPES = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
 
 
-@pytest.fixture(scope="module", params=tiny_models.FAMILIES)
+VARIANTS = [(family, True) for family in tiny_models.FAMILIES] + [("bert", False)]
+
+
+@pytest.fixture(
+    scope="module",
+    params=VARIANTS,
+    ids=[f"{f}-pool-in-{'graph' if p else 'postprocess'}" for f, p in VARIANTS],
+)
 def exported(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(request.param)
-    checkpoint = tiny_models.build(request.param, root / "checkpoint")
-    report = repository.export_text_model(checkpoint, root / "repo")
+    family, pool_in_graph = request.param
+    root = tmp_path_factory.mktemp(family)
+    checkpoint = tiny_models.build(family, root / "checkpoint")
+    report = repository.export_text_model(checkpoint, root / "repo", pool_in_graph=pool_in_graph)
     return root / "repo", report
 
 
@@ -50,8 +58,22 @@ def test_tower_configs_match_the_onnx_graph(exported, config_file):
     assert configured_inputs == _graph_tensors(graph.input)
     configured_outputs = [(o.name, mc.DataType.Name(o.data_type)) for o in config.output]
     assert configured_outputs == _graph_tensors(graph.output)
-    assert list(config.output[0].dims) == [32]
+    pooled_in_graph = exported[1]["pooling_in"] == "graph"
+    assert list(config.output[0].dims) == ([32] if pooled_in_graph else [-1, 32])
     assert config.dynamic_batching.default_queue_policy.max_queue_size > 0
+
+
+def test_without_pooling_in_the_graph_the_postprocess_gets_the_mask(exported):
+    repo, report = exported
+    postprocess = _config(repo / "embed_postprocess" / "config.pbtxt")
+    names = [i.name for i in postprocess.input]
+    if report["pooling_in"] == "graph":
+        assert names == ["sentence_embedding", "DIMENSIONS"]
+        assert report["parity_fp32"]["compared"] == "sentence_embedding"
+    else:
+        assert names == ["token_embeddings", "pooling_mask", "DIMENSIONS"]
+        assert report["parity_fp32"]["compared"] == "token_embeddings"
+    assert postprocess.parameters["pooling"].string_value == "mean"
 
 
 def test_production_tower_runs_on_native_onnxruntime_and_local_on_python(exported):

@@ -1,8 +1,16 @@
-"""Matryoshka truncation and L2 normalization of pooled embeddings."""
+"""Pooling, Matryoshka truncation and L2 normalization of embeddings."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def pool(token_embeddings: np.ndarray, pooling_mask: np.ndarray, mode: str) -> np.ndarray:
+    """[batch, tokens, dim] -> [batch, dim] by "mean" over the mask or the "cls" token."""
+    if mode == "cls":
+        return token_embeddings[:, 0]
+    weights = pooling_mask[:, :, None].astype(np.float32)
+    return (token_embeddings * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
 
 
 def truncate_and_normalize(embeddings: np.ndarray, dimensions: int) -> np.ndarray:

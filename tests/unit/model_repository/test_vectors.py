@@ -1,10 +1,10 @@
-"""embed_postprocess's Matryoshka truncation and L2 normalization."""
+"""embed_postprocess: pooling, Matryoshka truncation and L2 normalization."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from normalization import truncate_and_normalize
+from vectors import pool, truncate_and_normalize
 
 
 def test_native_dimensions_normalizes_every_row():
@@ -26,3 +26,13 @@ def test_a_zero_vector_stays_finite():
 def test_dimensions_outside_the_native_size_are_refused(dimensions):
     with pytest.raises(ValueError, match=r"0\.\.3"):
         truncate_and_normalize(np.ones((1, 3)), dimensions)
+
+
+def test_mean_pooling_averages_only_the_masked_tokens():
+    tokens = np.array([[[1.0, 0.0], [3.0, 2.0], [100.0, 100.0]]])
+    np.testing.assert_allclose(pool(tokens, np.array([[1, 1, 0]]), "mean"), [[2.0, 1.0]])
+
+
+def test_cls_pooling_takes_the_first_token():
+    tokens = np.array([[[1.0, 0.0], [3.0, 2.0]]])
+    np.testing.assert_allclose(pool(tokens, np.array([[0, 1]]), "cls"), [[1.0, 0.0]])
