@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from export.tower import export_onnx, uses_token_type_ids
 
 REPORT_FILE = "export_report.json"
 PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
+# The committed Python models; an export elsewhere starts from a copy of them.
+SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+GENERATED = ("config.pbtxt", "configs", "*.onnx", "tokenizer", REPORT_FILE, "__pycache__")
 
 
 @contextmanager
@@ -59,6 +63,13 @@ def export_text_model(
     with step(f"loading {checkpoint_dir}"):
         model = SentenceTransformer(str(checkpoint_dir), device="cpu", local_files_only=True)
     checkpoint = Checkpoint.of(checkpoint_dir, model)
+    if repository.resolve() != SOURCE_REPOSITORY:
+        shutil.copytree(
+            SOURCE_REPOSITORY,
+            repository,
+            ignore=shutil.ignore_patterns(*GENERATED),
+            dirs_exist_ok=True,
+        )
     tokenizer = model.tokenizer
     onnx_path = repository / tensors.TEXT_ENCODER / "1" / "model.onnx"
     where = "fused into the graph" if pool_in_graph else "left to the postprocess"

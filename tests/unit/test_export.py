@@ -124,3 +124,10 @@ def test_tensor_names_are_those_of_the_architecture():
         "TRUNCATE",
         "DIMENSIONS",
     )
+
+
+def test_an_export_elsewhere_carries_the_python_models(exported):
+    repo, _ = exported
+    for model in ("text_preprocess", "text_encoder", "embed_postprocess"):
+        assert (repo / model / "1" / "model.py").is_file()
+    assert (repo / "embed_text" / "1").is_dir()

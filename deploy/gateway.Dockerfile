@@ -1,0 +1,24 @@
+# Production gateway: the `gateway/` package only (no model code, no weights, no torch).
+# Build context is the repository root: docker-compose.yml sets it.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY deploy/gateway-requirements.txt /tmp/gateway-requirements.txt
+RUN pip install -r /tmp/gateway-requirements.txt && pip check && rm /tmp/gateway-requirements.txt
+
+COPY deploy/gateway-entrypoint.sh /usr/local/bin/gateway-entrypoint
+COPY gateway/ /app/gateway/
+RUN chmod 0755 /usr/local/bin/gateway-entrypoint \
+    && python -m compileall -q /app/gateway \
+    && useradd --system --uid 10001 --no-create-home gateway
+
+USER gateway
+ENV EPITHRE_HOST=0.0.0.0 \
+    EPITHRE_PORT=8000
+EXPOSE 8000
+ENTRYPOINT ["/usr/local/bin/gateway-entrypoint"]

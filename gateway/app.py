@@ -1,0 +1,106 @@
+"""`create_app`: the Starlette application, its lifespan and its wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+from tritonclient.grpc.aio import InferenceServerClient
+
+from gateway import routes
+from gateway.auth import APIKeys
+from gateway.embedder import Embedder, ModelFacts
+from gateway.errors import (
+    APIError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    handle_api_error,
+    handle_http_exception,
+    handle_unexpected,
+)
+from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.request_id import RequestIDMiddleware
+from gateway.settings import Settings
+from gateway.triton import TritonEmbedder
+
+logger = logging.getLogger("gateway")
+RETRY_INTERVAL_S = 0.5
+
+
+async def wait_for_facts(embedder: Embedder, *, timeout_s: float) -> ModelFacts:
+    """Ask the embedder for its model facts until it answers or `timeout_s` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            return await embedder.facts()
+        # Triton starting up is unreachable or has not loaded the ensemble yet: both pass.
+        except (BackendUnavailable, BackendError, BackendTimeout) as exc:
+            if loop.time() >= deadline:
+                raise RuntimeError(f"no model facts after {timeout_s} s: {exc.message}") from exc
+            logger.info("waiting for the model backend: %s", exc.message)
+            await asyncio.sleep(RETRY_INTERVAL_S)
+
+
+def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> Starlette:
+    """Build the gateway; an injected `embedder` (a fake in unit tests) replaces Triton.
+
+    Usage: `uvicorn.run(create_app(Settings.from_env()))`
+    """
+    if settings is None:
+        settings = Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not settings.api_keys:
+            logger.warning("EPITHRE_API_KEYS is empty: the API accepts unauthenticated requests")
+        # One gRPC client per event loop, so it is created here and not at import or build time.
+        owned = embedder is None
+        active = embedder or TritonEmbedder(
+            InferenceServerClient(settings.triton_url),
+            ensemble=settings.ensemble,
+            timeout_s=settings.request_timeout_s,
+        )
+        try:
+            app.state.facts = await wait_for_facts(active, timeout_s=settings.startup_timeout_s)
+            app.state.embedder = active
+            logger.info(
+                "serving %s (%s)", app.state.facts.served_model_name, app.state.facts.fingerprint
+            )
+            yield
+        finally:
+            if owned:
+                await active.close()
+
+    paths = {
+        "/v1/embeddings": (routes.embeddings, ["POST"]),
+        "/v1/models": (routes.models, ["GET"]),
+        "/health/live": (routes.live, ["GET"]),
+        "/health/ready": (routes.ready, ["GET"]),
+        "/metrics": (routes.metrics, ["GET"]),
+    }
+    metrics = Metrics()
+    app = Starlette(
+        routes=[Route(path, func, methods=methods) for path, (func, methods) in paths.items()],
+        middleware=[
+            Middleware(RequestIDMiddleware),
+            Middleware(MetricsMiddleware, metrics=metrics, paths=frozenset(paths)),
+        ],
+        exception_handlers={
+            APIError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.api_keys = APIKeys(settings.api_keys)
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,39 @@
+"""Bearer API keys, checked from the headers before any body byte is read."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from starlette.datastructures import Headers
+
+from gateway.errors import Unauthorized
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class APIKeys:
+    """The accepted keys, held only as sha256 digests; no keys means authentication is off.
+
+    Usage: `APIKeys(settings.api_keys).check(request.headers)`
+    """
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._digests = tuple(_digest(key) for key in keys)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._digests)
+
+    def check(self, headers: Headers) -> None:
+        if not self._digests:
+            return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+        # Equal-length digests compared in constant time leak neither key contents nor lengths.
+        presented = _digest(token.strip())
+        if not any(hmac.compare_digest(presented, digest) for digest in self._digests):
+            raise Unauthorized("invalid API key")

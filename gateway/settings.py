@@ -1,0 +1,102 @@
+"""Gateway settings, read once from `EPITHRE_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PREFIX = "EPITHRE_"
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway can be told from outside; model facts come from Triton instead.
+
+    Usage: `Settings.from_env()` or `Settings(api_keys=("k",))` in tests.
+    """
+
+    # EPITHRE_TRITON_URL: host:port of Triton's gRPC endpoint.
+    triton_url: str = "127.0.0.1:8001"
+    # EPITHRE_HOST: address uvicorn binds to.
+    host: str = "127.0.0.1"
+    # EPITHRE_PORT: port uvicorn listens on.
+    port: int = 8000
+    # EPITHRE_MAX_BODY_BYTES: request body cap (413 above); the contract says 25 MB.
+    max_body_bytes: int = 25 * MIB
+    # EPITHRE_MAX_IMAGE_BYTES: decoded size cap per image, for when image input is served.
+    max_image_bytes: int = 20 * MIB
+    # EPITHRE_MAX_TEXT_ITEMS: text items per request (400 above); Triton's max_batch_size is 64.
+    max_text_items: int = 64
+    # EPITHRE_MAX_IMAGE_ITEMS: image items per request, for when image input is served.
+    max_image_items: int = 8
+    # EPITHRE_MAX_TEXT_CHARS: per-text character cap applied by `truncate` (END/START/NONE).
+    max_text_chars: int = 10_000
+    # EPITHRE_MAX_INSTRUCTION_CHARS: instruction length cap (400 above).
+    max_instruction_chars: int = 2_000
+    # EPITHRE_REQUEST_TIMEOUT_S: deadline of one Triton call (504 when it passes).
+    request_timeout_s: float = 30.0
+    # EPITHRE_STARTUP_TIMEOUT_S: how long start-up keeps retrying Triton for the model facts.
+    startup_timeout_s: float = 120.0
+    # EPITHRE_API_KEYS: comma-separated bearer keys; empty turns authentication off.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
+    ensemble: str = "embed_text"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from `environ`; unset variables keep their defaults."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            if name in environ:
+                values[f.name] = _cast(name, environ[name], _CASTS[f.name])
+        return cls(**values)
+
+
+def _keys(raw: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be positive")
+    return value
+
+
+_CASTS: dict[str, Callable[[str], Any]] = {
+    "triton_url": str,
+    "host": str,
+    "port": int,
+    "max_body_bytes": _positive_int,
+    "max_image_bytes": _positive_int,
+    "max_text_items": _positive_int,
+    "max_image_items": _positive_int,
+    "max_text_chars": _positive_int,
+    "max_instruction_chars": _positive_int,
+    "request_timeout_s": _positive_float,
+    "startup_timeout_s": _positive_float,
+    "api_keys": _keys,
+    "ensemble": str,
+}
+
+
+def _cast(name: str, raw: str, cast: Callable[[str], Any]) -> Any:
+    try:
+        return cast(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r}: {exc}") from None

@@ -1,0 +1,85 @@
+"""A deterministic fake `Embedder` and a client helper for the gateway unit tests."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from starlette.testclient import TestClient
+
+from gateway import ModelFacts, Settings, TextEmbeddings, create_app
+
+FACTS = ModelFacts(
+    served_model_name="epithre-embed", native_dimension=384, max_tokens=256, fingerprint="f" * 64
+)
+
+
+def fake_vector(text: str, dimensions: int = FACTS.native_dimension) -> np.ndarray:
+    """The fake's vector for `text`: seeded by its CRC, prefix-truncated, L2-normalized."""
+    rng = np.random.default_rng(zlib.crc32(text.encode()))
+    vector = rng.standard_normal(FACTS.native_dimension).astype(np.float32)[:dimensions]
+    return vector / np.linalg.norm(vector)
+
+
+def fake_tokens(text: str) -> int:
+    return len(text.split()) + 2  # [CLS] and [SEP]
+
+
+@dataclass
+class FakeEmbedder:
+    """Records every call; `error` is raised by embed_texts, `probe_error` by probe."""
+
+    facts_value: ModelFacts = FACTS
+    error: Exception | None = None
+    probe_error: Exception | None = None
+    facts_errors: list[Exception] = field(default_factory=list)
+    token_truncated: set[int] = field(default_factory=set)
+    calls: list[dict] = field(default_factory=list)
+    closed: bool = False
+
+    async def facts(self) -> ModelFacts:
+        if self.facts_errors:
+            raise self.facts_errors.pop(0)
+        return self.facts_value
+
+    async def embed_texts(self, texts, *, instruction, truncate, dimensions) -> TextEmbeddings:
+        self.calls.append(
+            {
+                "texts": texts,
+                "instruction": instruction,
+                "truncate": truncate,
+                "dimensions": dimensions,
+            }
+        )
+        if self.error is not None:
+            raise self.error
+        return TextEmbeddings(
+            vectors=np.stack([fake_vector(t, dimensions) for t in texts]),
+            tokens=np.array([fake_tokens(t) for t in texts], dtype=np.int32),
+            truncated=np.array([i in self.token_truncated for i in range(len(texts))]),
+        )
+
+    async def probe(self) -> None:
+        if self.probe_error is not None:
+            raise self.probe_error
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@contextmanager
+def serve(
+    embedder: FakeEmbedder | None = None, **settings: object
+) -> Iterator[tuple[TestClient, FakeEmbedder]]:
+    """Run the app's lifespan around a TestClient; `settings` override `Settings` fields."""
+    embedder = embedder or FakeEmbedder()
+    app = create_app(Settings(**settings), embedder)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, embedder
+
+
+def error_body(message: str, *, type: str, param: str | None, code: str | None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway import Settings
+from gateway.settings import SettingsError
+
+
+def test_defaults_match_the_contract():
+    settings = Settings.from_env({})
+    assert settings == Settings(
+        triton_url="127.0.0.1:8001",
+        host="127.0.0.1",
+        port=8000,
+        max_body_bytes=25 * 1024 * 1024,
+        max_image_bytes=20 * 1024 * 1024,
+        max_text_items=64,
+        max_image_items=8,
+        max_text_chars=10_000,
+        max_instruction_chars=2_000,
+        request_timeout_s=30.0,
+        api_keys=(),
+        ensemble="embed_text",
+    )
+
+
+def test_prefixed_variables_are_read_and_cast():
+    settings = Settings.from_env(
+        {
+            "EPITHRE_TRITON_URL": "triton:8001",
+            "EPITHRE_PORT": "9000",
+            "EPITHRE_MAX_BODY_BYTES": "1024",
+            "EPITHRE_REQUEST_TIMEOUT_S": "2.5",
+            "EPITHRE_ENSEMBLE": "embed_text_v2",
+            "TRITON_URL": "ignored:1",
+        }
+    )
+    assert (settings.triton_url, settings.port, settings.max_body_bytes) == (
+        "triton:8001",
+        9000,
+        1024,
+    )
+    assert (settings.request_timeout_s, settings.ensemble) == (2.5, "embed_text_v2")
+
+
+def test_api_keys_are_split_on_commas_and_blanks_dropped():
+    settings = Settings.from_env({"EPITHRE_API_KEYS": " k1, k2 ,,"})
+    assert settings.api_keys == ("k1", "k2")
+    assert Settings.from_env({"EPITHRE_API_KEYS": ""}).api_keys == ()
+
+
+def test_api_keys_never_appear_in_repr():
+    assert "secret" not in repr(Settings(api_keys=("secret",)))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EPITHRE_PORT", "eighty"),
+        ("EPITHRE_MAX_TEXT_ITEMS", "0"),
+        ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
+    ],
+)
+def test_bad_value_raises_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=f"^{name}='{value}'"):
+        Settings.from_env({name: value})
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        Settings().port = 1  # type: ignore[misc]
