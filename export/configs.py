@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export import tensors
+from export.facts import ImageFacts, ServedFacts, TextFacts
 from export.tensors import Tensor
 
 STRING = "TYPE_STRING"
 QUEUE_SIZE = 512
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the served model is; every value also ends up in some config's `parameters`."""
-
-    native_dimension: int
-    max_tokens: int
-    fingerprint: str
-    uses_token_type_ids: bool
-    pooling: str
-    pooled_in_graph: bool
-    include_prompt: bool
-    instruction_template: str
-    pad_id: int
+MAX_IMAGES_PER_BATCH = 16
 
 
 def _tensor(message_type, t: Tensor):
@@ -34,9 +21,15 @@ def _tensor(message_type, t: Tensor):
 
 
 def _batched(
-    name: str, *, backend: str, inputs: list[Tensor], outputs: list[Tensor], queue_delay_us: int
+    name: str,
+    *,
+    backend: str,
+    inputs: list[Tensor],
+    outputs: list[Tensor],
+    queue_delay_us: int,
+    max_batch_size: int = tensors.MAX_BATCH_SIZE,
 ) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, backend=backend, max_batch_size=tensors.MAX_BATCH_SIZE)
+    config = mc.ModelConfig(name=name, backend=backend, max_batch_size=max_batch_size)
     config.input.extend(_tensor(mc.ModelInput, t) for t in inputs)
     config.output.extend(_tensor(mc.ModelOutput, t) for t in outputs)
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
@@ -51,38 +44,25 @@ def _parameters(config: mc.ModelConfig, values: dict[str, object]) -> mc.ModelCo
     return config
 
 
-def _text_inputs() -> list[Tensor]:
-    return [Tensor(n, STRING, (1,)) for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)]
+def _string(name: str) -> Tensor:
+    return Tensor(name, STRING, (1,))
 
 
-def _encoder_inputs(facts: ModelFacts) -> list[Tensor]:
-    return tensors.encoder_inputs(
-        uses_token_type_ids=facts.uses_token_type_ids, pooled=facts.pooled_in_graph
-    )
+def _dimensions() -> Tensor:
+    return Tensor(tensors.DIMENSIONS, "TYPE_INT32", (1,))
 
 
-def _encoder_output(facts: ModelFacts) -> Tensor:
-    return tensors.encoder_output(facts.native_dimension, pooled=facts.pooled_in_graph)
-
-
-def _postprocess_inputs(facts: ModelFacts) -> list[Tensor]:
-    """The encoder's output, the pooling mask when the graph does not pool, and DIMENSIONS."""
-    pooling_mask = (
-        [] if facts.pooled_in_graph else [Tensor(tensors.POOLING_MASK, "TYPE_INT64", (-1,))]
-    )
-    return [_encoder_output(facts), *pooling_mask, Tensor(tensors.DIMENSIONS, "TYPE_INT32", (1,))]
-
-
-def text_preprocess(facts: ModelFacts) -> mc.ModelConfig:
+def text_preprocess(text: TextFacts) -> mc.ModelConfig:
     outputs = [
-        *tensors.features(uses_token_type_ids=facts.uses_token_type_ids),
+        *tensors.token_features(text.preprocess_features),
         Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
         Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
     ]
+    inputs = [_string(n) for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)]
     config = _batched(
         tensors.TEXT_PREPROCESS,
         backend="python",
-        inputs=_text_inputs(),
+        inputs=inputs,
         outputs=outputs,
         queue_delay_us=1000,
     )
@@ -90,22 +70,26 @@ def text_preprocess(facts: ModelFacts) -> mc.ModelConfig:
         config,
         {
             "tokenizer_file": "tokenizer/tokenizer.json",
-            "max_tokens": facts.max_tokens,
-            "instruction_template": facts.instruction_template,
-            "include_prompt": str(facts.include_prompt).lower(),
-            "pad_id": facts.pad_id,
+            "max_tokens": text.max_tokens,
+            "instruction_template": text.instruction_template,
+            "include_prompt": str(text.include_prompt).lower(),
+            "pad_id": text.pad_id,
+            "pad_to_max_tokens": str(text.pad_to_max_tokens).lower(),
         },
     )
 
 
-def text_encoder(facts: ModelFacts, *, backend: str) -> mc.ModelConfig:
+def _tower(
+    name: str, inputs: list[Tensor], output: Tensor, *, backend: str, max_batch_size: int
+) -> mc.ModelConfig:
     """`backend="python"` runs ONNX Runtime in a Python model; `"onnxruntime"` is Triton's own."""
     config = _batched(
-        tensors.TEXT_ENCODER,
+        name,
         backend=backend,
-        inputs=_encoder_inputs(facts),
-        outputs=[_encoder_output(facts)],
+        inputs=inputs,
+        outputs=[output],
         queue_delay_us=4000,
+        max_batch_size=max_batch_size,
     )
     if backend == "onnxruntime":
         config.default_model_filename = "model.onnx"
@@ -114,65 +98,157 @@ def text_encoder(facts: ModelFacts, *, backend: str) -> mc.ModelConfig:
     return _parameters(config, {"onnx_file": "model.onnx", "intra_op_threads": 0})
 
 
-def embed_postprocess(facts: ModelFacts) -> mc.ModelConfig:
+def text_encoder(text: TextFacts, *, backend: str) -> mc.ModelConfig:
+    inputs = tensors.token_features(text.encoder_inputs)
+    return _tower(
+        tensors.TEXT_ENCODER,
+        inputs,
+        text.encoder_output,
+        backend=backend,
+        max_batch_size=tensors.MAX_BATCH_SIZE,
+    )
+
+
+def image_preprocess(image: ImageFacts) -> mc.ModelConfig:
+    config = _batched(
+        tensors.IMAGE_PREPROCESS,
+        backend="python",
+        inputs=[_string(tensors.IMAGE)],
+        outputs=[tensors.pixel_values(image.image_size)],
+        queue_delay_us=1000,
+        max_batch_size=MAX_IMAGES_PER_BATCH,
+    )
+    return _parameters(
+        config,
+        {
+            "processor": json.dumps(image.processor, sort_keys=True),
+            "max_pixels": image.max_pixels,
+        },
+    )
+
+
+def image_encoder(image: ImageFacts, *, backend: str) -> mc.ModelConfig:
+    output = Tensor(tensors.IMAGE_EMBEDDING, "TYPE_FP32", (image.dimension,))
+    return _tower(
+        tensors.IMAGE_ENCODER,
+        [tensors.pixel_values(image.image_size)],
+        output,
+        backend=backend,
+        max_batch_size=MAX_IMAGES_PER_BATCH,
+    )
+
+
+def _postprocess_inputs(text: TextFacts) -> list[Tensor]:
+    """A pooled embedding, or token states and the mask to pool them by; then DIMENSIONS."""
+    if text.pooled_in_graph:
+        return [Tensor(tensors.POOLED_EMBEDDING, "TYPE_FP32", (text.dimension,)), _dimensions()]
+    mask = Tensor(tensors.POOLING_MASK, "TYPE_INT64", (-1,))
+    return [text.encoder_output, mask, _dimensions()]
+
+
+def embed_postprocess(text: TextFacts) -> mc.ModelConfig:
     config = _batched(
         tensors.POSTPROCESS,
         backend="python",
-        inputs=_postprocess_inputs(facts),
+        inputs=_postprocess_inputs(text),
         outputs=[Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,))],
         queue_delay_us=0,
     )
-    return _parameters(
-        config, {"native_dimension": facts.native_dimension, "pooling": facts.pooling}
-    )
+    return _parameters(config, {"native_dimension": text.dimension, "pooling": text.pooling})
 
 
-def embed_text(facts: ModelFacts) -> mc.ModelConfig:
-    config = mc.ModelConfig(
-        name=tensors.ENSEMBLE_TEXT, platform="ensemble", max_batch_size=tensors.MAX_BATCH_SIZE
-    )
-    inputs = [*_text_inputs(), Tensor(tensors.DIMENSIONS, "TYPE_INT32", (1,))]
+def _ensemble(
+    name: str, inputs: list[Tensor], outputs: list[Tensor], *, max_batch_size: int
+) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
     config.input.extend(_tensor(mc.ModelInput, t) for t in inputs)
-    outputs = [
-        Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,)),
-        Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
-        Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
-    ]
     config.output.extend(_tensor(mc.ModelOutput, t) for t in outputs)
-    features = [t.name for t in tensors.features(uses_token_type_ids=facts.uses_token_type_ids)]
-    encoder_output = _encoder_output(facts).name
+    return config
+
+
+def _same(names) -> dict[str, str]:
+    return {n: n for n in names}
+
+
+def embed_text(text: TextFacts, served: ServedFacts) -> mc.ModelConfig:
+    config = _ensemble(
+        tensors.ENSEMBLE_TEXT,
+        [
+            *(_string(n) for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)),
+            _dimensions(),
+        ],
+        [
+            Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,)),
+            Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
+            Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
+        ],
+        max_batch_size=tensors.MAX_BATCH_SIZE,
+    )
+    encoded = text.encoder_output.name
+    postprocess_inputs = _same(t.name for t in _postprocess_inputs(text))
+    if text.pooled_in_graph:
+        postprocess_inputs[tensors.POOLED_EMBEDDING] = encoded
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=tensors.TEXT_PREPROCESS,
         model_version=-1,
-        input_map={n: n for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)},
-        output_map={
-            **{n: n for n in features},
-            tensors.TOKENS: tensors.TOKENS,
-            tensors.TRUNCATED: tensors.TRUNCATED,
-        },
+        input_map=_same((tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)),
+        output_map=_same((*text.preprocess_features, tensors.TOKENS, tensors.TRUNCATED)),
     )
     steps.add(
         model_name=tensors.TEXT_ENCODER,
         model_version=-1,
-        input_map={t.name: t.name for t in _encoder_inputs(facts)},
-        output_map={encoder_output: encoder_output},
+        input_map=_same(text.encoder_inputs),
+        output_map=_same((encoded,)),
     )
     steps.add(
         model_name=tensors.POSTPROCESS,
         model_version=-1,
-        input_map={t.name: t.name for t in _postprocess_inputs(facts)},
-        output_map={tensors.EMBEDDING: tensors.EMBEDDING},
+        input_map=postprocess_inputs,
+        output_map=_same((tensors.EMBEDDING,)),
     )
     return _parameters(
         config,
         {
             "served_model_name": tensors.SERVED_MODEL_NAME,
-            "native_dimension": facts.native_dimension,
-            "max_tokens": facts.max_tokens,
-            "fingerprint": facts.fingerprint,
+            "native_dimension": served.native_dimension,
+            "max_tokens": served.max_tokens,
+            "fingerprint": served.fingerprint,
+            "modalities": ",".join(served.modalities),
         },
     )
+
+
+def embed_image() -> mc.ModelConfig:
+    config = _ensemble(
+        tensors.ENSEMBLE_IMAGE,
+        [_string(tensors.IMAGE), _dimensions()],
+        [Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,))],
+        max_batch_size=MAX_IMAGES_PER_BATCH,
+    )
+    steps = config.ensemble_scheduling.step
+    steps.add(
+        model_name=tensors.IMAGE_PREPROCESS,
+        model_version=-1,
+        input_map=_same((tensors.IMAGE,)),
+        output_map=_same((tensors.PIXEL_VALUES,)),
+    )
+    steps.add(
+        model_name=tensors.IMAGE_ENCODER,
+        model_version=-1,
+        input_map=_same((tensors.PIXEL_VALUES,)),
+        output_map=_same((tensors.IMAGE_EMBEDDING,)),
+    )
+    steps.add(
+        model_name=tensors.POSTPROCESS,
+        model_version=-1,
+        input_map={
+            tensors.POOLED_EMBEDDING: tensors.IMAGE_EMBEDDING,
+            tensors.DIMENSIONS: tensors.DIMENSIONS,
+        },
+        output_map=_same((tensors.EMBEDDING,)),
+    )
+    return config
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

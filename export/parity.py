@@ -1,4 +1,4 @@
-"""Parity of an exported tower with the sentence-transformers reference it came from."""
+"""Parity of exported graphs with the PyTorch models they came from."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ FP32_MIN_COSINE = 0.9999
 
 
 class ParityError(RuntimeError):
-    """The exported graph disagrees with the PyTorch reference beyond the threshold."""
+    """An exported graph disagrees with its PyTorch reference beyond the threshold."""
 
 
 @dataclass(frozen=True)
 class ParityReport:
     probes: int
-    compared: str  # "sentence_embedding" or "token_embeddings"
+    compared: str  # the graph output compared, e.g. "sentence_embedding"
     min_cosine: float
     mean_cosine: float
     threshold: float
@@ -36,20 +36,39 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=-1)
 
 
-def _run_graph(model, onnx_path: Path, probes: list[str]) -> np.ndarray:
-    features = model.preprocess(probes)
+def run_onnx(onnx_path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feeds = {}
-    for graph_input in session.get_inputs():
-        # The reference pools with the attention mask when no prompt is given.
-        name = graph_input.name
-        source = tensors.ATTENTION_MASK if name == tensors.POOLING_MASK else name
-        feeds[name] = features[source].numpy().astype(np.int64)
-    (output,) = session.run(None, feeds)
+    wanted = {i.name for i in session.get_inputs()}
+    (output,) = session.run(None, {k: v for k, v in feeds.items() if k in wanted})
     return output
 
 
-def check_parity(
+def compare(
+    cosines: np.ndarray,
+    labels: list[str],
+    *,
+    compared: str,
+    threshold: float = FP32_MIN_COSINE,
+) -> ParityReport:
+    """Turn per-probe cosines into a report; raise ParityError below `threshold`."""
+    worst = int(np.argmin(cosines))
+    report = ParityReport(
+        probes=len(labels),
+        compared=compared,
+        min_cosine=float(cosines.min()),
+        mean_cosine=float(cosines.mean()),
+        threshold=threshold,
+        worst_probe=labels[worst],
+    )
+    if report.min_cosine < threshold:
+        raise ParityError(
+            f"{compared}: min cosine {report.min_cosine:.6f} < {threshold} "
+            f"on probe {labels[worst]!r}"
+        )
+    return report
+
+
+def check_sentence_transformer(
     model,
     onnx_path: Path,
     probes: tuple[str, ...],
@@ -57,15 +76,21 @@ def check_parity(
     pooled: bool = True,
     threshold: float = FP32_MIN_COSINE,
 ) -> ParityReport:
-    """Compare the ONNX graph with the sentence-transformers `model` on `probes`.
+    """Compare the text graph with the sentence-transformers `model` on `probes`.
 
     A pooling graph is compared sentence by sentence; a token-level graph token by token (the
     worst token of a probe is that probe's score).
     """
-    exported = _run_graph(model, onnx_path, list(probes))
+    features = {
+        k: v.numpy().astype(np.int64)
+        for k, v in model.preprocess(list(probes)).items()
+        if k in tensors.TOKENIZER_FEATURES
+    }
+    # With no prompt the reference pools over the attention mask.
+    features[tensors.POOLING_MASK] = features[tensors.ATTENTION_MASK]
+    exported = run_onnx(onnx_path, features)
     if pooled:
-        reference = model.encode(list(probes), convert_to_numpy=True)
-        cosines = cosine_rows(reference, exported)
+        cosines = cosine_rows(model.encode(list(probes), convert_to_numpy=True), exported)
     else:
         tokens = model.encode(list(probes), output_value="token_embeddings")
         cosines = np.array(
@@ -74,18 +99,5 @@ def check_parity(
                 for i, ref in enumerate(tokens)
             ]
         )
-    worst = int(np.argmin(cosines))
-    report = ParityReport(
-        probes=len(probes),
-        compared=tensors.SENTENCE_EMBEDDING if pooled else tensors.TOKEN_EMBEDDINGS,
-        min_cosine=float(cosines.min()),
-        mean_cosine=float(cosines.mean()),
-        threshold=threshold,
-        worst_probe=probes[worst],
-    )
-    if report.min_cosine < threshold:
-        raise ParityError(
-            f"{report.compared}: min cosine {report.min_cosine:.6f} < {threshold} "
-            f"on probe {probes[worst]!r}"
-        )
-    return report
+    compared = tensors.SENTENCE_EMBEDDING if pooled else tensors.TOKEN_EMBEDDINGS
+    return compare(cosines, list(probes), compared=compared, threshold=threshold)

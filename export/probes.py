@@ -17,3 +17,23 @@ PROBES: tuple[str, ...] = (
     "Resep rendang: daging sapi, santan, cabai, bawang merah, bawang putih, lengkuas, serai.",
     "Siswa kelas enam belajar matematika tentang pecahan dan desimal.",
 )
+
+
+def probe_images() -> dict[str, object]:
+    """Small Pillow drawings in every mode and aspect the image path must handle."""
+    from PIL import Image, ImageDraw
+
+    images: dict[str, object] = {}
+    for label, size, colour in (
+        ("red circle, square", (96, 96), (220, 30, 30)),
+        ("blue box, wide", (160, 90), (30, 60, 220)),
+        ("green, tall", (70, 140), (40, 180, 60)),
+    ):
+        image = Image.new("RGB", size, (245, 245, 240))
+        draw = ImageDraw.Draw(image)
+        w, h = size
+        draw.ellipse((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=colour)
+        images[label] = image
+    images["grayscale"] = images["red circle, square"].convert("L")
+    images["rgba"] = images["blue box, wide"].convert("RGBA")
+    return images

@@ -1,4 +1,4 @@
-"""Fill the Triton model repository from a checkpoint: ONNX tower, tokenizer, configs, report."""
+"""Fill the Triton model repository from a checkpoint: ONNX towers, tokenizer, configs, report."""
 
 from __future__ import annotations
 
@@ -12,16 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from export import configs, tensors
-from export.checkpoint import Checkpoint
-from export.parity import check_parity
-from export.probes import PROBES
-from export.tower import export_onnx, uses_token_type_ids
+from export.checkpoint import CheckpointError
+from export.facts import ServedFacts
 
 REPORT_FILE = "export_report.json"
 PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
 # The committed Python models; an export elsewhere starts from a copy of them.
 SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 GENERATED = ("config.pbtxt", "configs", "*.onnx", "tokenizer", REPORT_FILE, "__pycache__")
+IMAGE_MODELS = (tensors.IMAGE_PREPROCESS, tensors.IMAGE_ENCODER, tensors.ENSEMBLE_IMAGE)
 
 
 @contextmanager
@@ -42,75 +41,110 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def write_config(repository: Path, config, relative: Path = Path("config.pbtxt")) -> None:
+def _write(repository: Path, config, relative: Path = Path("config.pbtxt")) -> None:
     path = repository / config.name / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(configs.to_pbtxt(config))
 
 
-def export_text_model(
-    checkpoint_dir: Path, repository: Path, *, pool_in_graph: bool = True
-) -> dict:
-    """Export `checkpoint_dir` into `repository`; raises ParityError if the graph disagrees.
-
-    Usage: `python -m export --checkpoint ./my-st-model --repository model_repository`
-
-    With `pool_in_graph=False` the graph outputs token embeddings and embed_postprocess pools.
-    """
-    # Imported here so that reading this module (e.g. for its paths) never loads torch.
-    from sentence_transformers import SentenceTransformer
-
-    with step(f"loading {checkpoint_dir}"):
-        model = SentenceTransformer(str(checkpoint_dir), device="cpu", local_files_only=True)
-    checkpoint = Checkpoint.of(checkpoint_dir, model)
+def _prepare(repository: Path, *, with_images: bool) -> None:
+    """Copy the committed Python models into a new repository; drop stale generated files."""
     if repository.resolve() != SOURCE_REPOSITORY:
+        skipped = () if with_images else IMAGE_MODELS
         shutil.copytree(
             SOURCE_REPOSITORY,
             repository,
-            ignore=shutil.ignore_patterns(*GENERATED),
             dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(*GENERATED, *skipped),
         )
-    tokenizer = model.tokenizer
-    onnx_path = repository / tensors.TEXT_ENCODER / "1" / "model.onnx"
+    for model in IMAGE_MODELS if not with_images else ():
+        for stale in (repository / model / "config.pbtxt", repository / model / "1" / "model.onnx"):
+            stale.unlink(missing_ok=True)
+
+
+def export_repository(
+    checkpoint_dir: Path,
+    repository: Path,
+    *,
+    pool_in_graph: bool = True,
+    vision_dir: Path | None = None,
+) -> dict:
+    """Export `checkpoint_dir` (+ a demo vision tower) into `repository`; ParityError on mismatch.
+
+    Usage: `python -m export --checkpoint ./my-st-model --repository model_repository`
+
+    A sentence-transformers folder gives the text tower (and, with `vision_dir`, the project's
+    demo vision tower beside it); a CLIP or SigLIP folder gives both towers.
+    With `pool_in_graph=False` the text graph outputs token states and embed_postprocess pools.
+    """
+    from export import dual_tower
+    from export.probes import PROBES
+
+    kind = dual_tower.model_type(checkpoint_dir)
+    with_images = kind is not None or vision_dir is not None
+    if with_images and not pool_in_graph:
+        raise CheckpointError("pooling outside the graph is for text-only checkpoints")
+    _prepare(repository, with_images=with_images)
+    text_onnx = repository / tensors.TEXT_ENCODER / "1" / "model.onnx"
+    image_onnx = repository / tensors.IMAGE_ENCODER / "1" / "model.onnx"
+    report: dict = {"checkpoint": str(checkpoint_dir)}
+    with step(f"loading {checkpoint_dir}"):
+        if kind is not None:
+            source = dual_tower.DualTower.load(checkpoint_dir, kind)
+        else:
+            from export.sentence_transformer import SentenceTransformerTower
+
+            source = SentenceTransformerTower.load(checkpoint_dir, pool_in_graph=pool_in_graph)
+    text = source.text
     where = "fused into the graph" if pool_in_graph else "left to the postprocess"
     with step(f"exporting the text tower to ONNX (pooling {where})"):
-        export_onnx(
-            model[0].auto_model,
-            checkpoint,
-            model_input_names=list(tokenizer.model_input_names),
-            pooled=pool_in_graph,
-            destination=onnx_path,
-        )
-    with step(f"checking parity on {len(PROBES)} Indonesian probes"):
-        parity = check_parity(model, onnx_path, PROBES, pooled=pool_in_graph)
+        source.export_text(text_onnx)
+    with step(f"checking text parity on {len(PROBES)} Indonesian probes"):
+        report["text_parity_fp32"] = source.text_parity(text_onnx).as_dict()
     tokenizer_path = repository / tensors.TEXT_PREPROCESS / "1" / "tokenizer" / "tokenizer.json"
     tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer.backend_tokenizer.save(str(tokenizer_path))
+    source.tokenizer.backend_tokenizer.save(str(tokenizer_path))
 
-    facts = configs.ModelFacts(
-        native_dimension=checkpoint.dimension,
-        max_tokens=checkpoint.max_tokens,
-        fingerprint=fingerprint([onnx_path, tokenizer_path]),
-        uses_token_type_ids=uses_token_type_ids(list(tokenizer.model_input_names)),
-        pooling=checkpoint.pooling,
-        pooled_in_graph=pool_in_graph,
-        include_prompt=checkpoint.include_prompt,
-        instruction_template=checkpoint.instruction_template,
-        pad_id=int(tokenizer.pad_token_id or 0),
+    image = None
+    if kind is not None:
+        image = source.image
+        with step("exporting the vision tower to ONNX"):
+            source.export_image(image_onnx)
+        with step("checking image parity"):
+            report["image_parity_fp32"] = source.image_parity(image_onnx).as_dict()
+    elif vision_dir is not None:
+        from export.demo_vision import export_demo_vision
+
+        with step(f"exporting the demo vision tower from {vision_dir}"):
+            image, parity = export_demo_vision(
+                vision_dir, image_onnx, text_dimension=text.dimension
+            )
+        report["image_parity_fp32"] = parity.as_dict()
+
+    exported = [text_onnx, tokenizer_path] + ([image_onnx] if image else [])
+    served = ServedFacts(
+        native_dimension=text.dimension,
+        max_tokens=text.max_tokens,
+        fingerprint=fingerprint(exported),
+        modalities=("text", "image") if image else ("text",),
     )
-    write_config(repository, configs.text_preprocess(facts))
-    write_config(repository, configs.text_encoder(facts, backend="python"))
-    write_config(repository, configs.text_encoder(facts, backend="onnxruntime"), PRODUCTION_CONFIG)
-    write_config(repository, configs.embed_postprocess(facts))
-    write_config(repository, configs.embed_text(facts))
-    report = {
-        "checkpoint": str(checkpoint_dir),
-        "pooling": checkpoint.pooling,
-        "pooling_in": "graph" if pool_in_graph else "postprocess",
-        "native_dimension": facts.native_dimension,
-        "max_tokens": facts.max_tokens,
-        "fingerprint": facts.fingerprint,
-        "parity_fp32": parity.as_dict(),
-    }
+    _write(repository, configs.text_preprocess(text))
+    _write(repository, configs.text_encoder(text, backend="python"))
+    _write(repository, configs.text_encoder(text, backend="onnxruntime"), PRODUCTION_CONFIG)
+    _write(repository, configs.embed_postprocess(text))
+    _write(repository, configs.embed_text(text, served))
+    if image is not None:
+        _write(repository, configs.image_preprocess(image))
+        _write(repository, configs.image_encoder(image, backend="python"))
+        _write(repository, configs.image_encoder(image, backend="onnxruntime"), PRODUCTION_CONFIG)
+        _write(repository, configs.embed_image())
+    report.update(
+        pooling=text.pooling,
+        pooling_in="graph" if pool_in_graph else "postprocess",
+        native_dimension=served.native_dimension,
+        max_tokens=served.max_tokens,
+        modalities=list(served.modalities),
+        fingerprint=served.fingerprint,
+    )
     (repository / tensors.TEXT_ENCODER / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report

@@ -1,7 +1,7 @@
-"""Tensor names, dtypes and shapes shared by the exported graph and every generated config.
+"""Tensor names, dtypes and shapes shared by the exported graphs and every generated config.
 
-The gateway speaks the ensemble's names (docs/architecture.md); the integration tests check that
-the names it uses are the ones written here.
+The gateway speaks the ensembles' names (docs/architecture.md); tests/unit/test_wire_contract.py
+checks that the names it uses are the ones written here.
 """
 
 from __future__ import annotations
@@ -12,26 +12,35 @@ SERVED_MODEL_NAME = "epithre-embed"
 MAX_BATCH_SIZE = 64
 
 ENSEMBLE_TEXT = "embed_text"
+ENSEMBLE_IMAGE = "embed_image"
 TEXT_PREPROCESS = "text_preprocess"
 TEXT_ENCODER = "text_encoder"
+IMAGE_PREPROCESS = "image_preprocess"
+IMAGE_ENCODER = "image_encoder"
 POSTPROCESS = "embed_postprocess"
 
-# Ensemble (public to the gateway).
+# Ensembles (public to the gateway).
 TEXT = "TEXT"
 INSTRUCTION = "INSTRUCTION"
 TRUNCATE = "TRUNCATE"
+IMAGE = "IMAGE"
 DIMENSIONS = "DIMENSIONS"
 EMBEDDING = "EMBEDDING"
 TOKENS = "TOKENS"
 TRUNCATED = "TRUNCATED"
 
-# Encoder graph: lower-case, as the ONNX graph names them.
+# Inside the repository: lower-case, as the ONNX graphs name them.
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 TOKEN_TYPE_IDS = "token_type_ids"
 POOLING_MASK = "pooling_mask"
 SENTENCE_EMBEDDING = "sentence_embedding"
 TOKEN_EMBEDDINGS = "token_embeddings"
+PIXEL_VALUES = "pixel_values"
+IMAGE_EMBEDDING = "image_embedding"
+POOLED_EMBEDDING = "pooled_embedding"  # what embed_postprocess receives from either tower
+
+TOKENIZER_FEATURES = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
 
 
 @dataclass(frozen=True)
@@ -41,22 +50,9 @@ class Tensor:
     dims: tuple[int, ...]
 
 
-def features(*, uses_token_type_ids: bool) -> list[Tensor]:
-    """What text_preprocess produces for every text: the encoder's inputs and the pooling mask."""
-    names = [INPUT_IDS, ATTENTION_MASK]
-    if uses_token_type_ids:
-        names.append(TOKEN_TYPE_IDS)
-    names.append(POOLING_MASK)
+def token_features(names: list[str] | tuple[str, ...]) -> list[Tensor]:
     return [Tensor(name, "TYPE_INT64", (-1,)) for name in names]
 
 
-def encoder_inputs(*, uses_token_type_ids: bool, pooled: bool) -> list[Tensor]:
-    """A graph that pools takes the pooling mask; one that does not leaves it to the postprocess."""
-    all_features = features(uses_token_type_ids=uses_token_type_ids)
-    return all_features if pooled else [t for t in all_features if t.name != POOLING_MASK]
-
-
-def encoder_output(dimension: int, *, pooled: bool) -> Tensor:
-    if pooled:
-        return Tensor(SENTENCE_EMBEDDING, "TYPE_FP32", (dimension,))
-    return Tensor(TOKEN_EMBEDDINGS, "TYPE_FP32", (-1, dimension))
+def pixel_values(image_size: int) -> Tensor:
+    return Tensor(PIXEL_VALUES, "TYPE_FP32", (3, image_size, image_size))

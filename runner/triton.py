@@ -66,6 +66,19 @@ def prepare_backends(workdir: Path) -> Path:
     return backend.parent
 
 
+def ensembles(model_repository: Path) -> list[str]:
+    """The exported ensembles; Triton loads the models they are composed of with them.
+
+    Loading by name (not the whole folder) lets a text-only export leave the committed but
+    unconfigured image models alone.
+    """
+    return sorted(
+        config.parent.name
+        for config in model_repository.glob("*/config.pbtxt")
+        if 'platform: "ensemble"' in config.read_text()
+    )
+
+
 class LocalTriton:
     def __init__(
         self, model_repository: Path, *, ports: TritonPorts, workdir: Path, log_path: Path
@@ -96,6 +109,8 @@ class LocalTriton:
         command = [
             str(root / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
+            "--model-control-mode=explicit",
+            *(f"--load-model={name}" for name in ensembles(self.model_repository)),
             f"--backend-directory={prepare_backends(self.workdir)}",
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",

@@ -54,3 +54,49 @@ def build(
     pool = models.Pooling(32, pooling_mode=pooling, include_prompt=include_prompt)
     SentenceTransformer(modules=[transformer, pool], device="cpu").save(str(destination))
     return destination
+
+
+def build_dual(kind: str, destination: Path) -> Path:
+    """A tiny CLIP or SigLIP folder (transformers format) with a WordPiece tokenizer."""
+    import torch
+    from transformers import BertTokenizerFast, CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    torch.manual_seed(0)
+    # SigLIP's own tokenizer gives ids only (no attention mask: texts are padded to the max).
+    names = ["input_ids"] if kind == "siglip" else ["input_ids", "attention_mask"]
+    tokenizer = BertTokenizerFast(str(VOCAB), model_input_names=names)
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 32,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    if kind == "clip":
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        processor = CLIPImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        )
+    elif kind == "siglip":
+        model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+        processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    else:
+        raise ValueError(kind)
+    model.save_pretrained(destination)
+    tokenizer.save_pretrained(destination)
+    processor.save_pretrained(destination)
+    return destination

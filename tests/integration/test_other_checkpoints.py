@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from export.repository import export_text_model
+from export.repository import export_repository
 from tests import tiny_models
 from tests.integration.conftest import cosine
 from tests.stack import running_stack
@@ -24,7 +24,7 @@ def tiny(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-bert")
     checkpoint = tiny_models.build("bert", root / "checkpoint", include_prompt=False)
-    export_text_model(checkpoint, root / "repo", pool_in_graph=False)
+    export_repository(checkpoint, root / "repo", pool_in_graph=False)
     reference = SentenceTransformer(str(checkpoint), device="cpu")
     with running_stack(root / "triton", repository=root / "repo") as stack:
         yield stack.base_url, reference

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository, tensors
+from export import repository, sentence_transformer, tensors
 from export.__main__ import main as export_main
 from export.parity import FP32_MIN_COSINE
 from tests import tiny_models
@@ -29,7 +29,7 @@ def exported(request, tmp_path_factory):
     family, pool_in_graph = request.param
     root = tmp_path_factory.mktemp(family)
     checkpoint = tiny_models.build(family, root / "checkpoint")
-    report = repository.export_text_model(checkpoint, root / "repo", pool_in_graph=pool_in_graph)
+    report = repository.export_repository(checkpoint, root / "repo", pool_in_graph=pool_in_graph)
     return root / "repo", report
 
 
@@ -45,7 +45,7 @@ def test_every_family_exports_with_fp32_parity_in_the_report(exported):
     repo, report = exported
     written = json.loads((repo / "text_encoder" / repository.REPORT_FILE).read_text())
     assert written == report
-    assert report["parity_fp32"]["min_cosine"] >= FP32_MIN_COSINE
+    assert report["text_parity_fp32"]["min_cosine"] >= FP32_MIN_COSINE
     assert report["native_dimension"] == 32
 
 
@@ -68,11 +68,11 @@ def test_without_pooling_in_the_graph_the_postprocess_gets_the_mask(exported):
     postprocess = _config(repo / "embed_postprocess" / "config.pbtxt")
     names = [i.name for i in postprocess.input]
     if report["pooling_in"] == "graph":
-        assert names == ["sentence_embedding", "DIMENSIONS"]
-        assert report["parity_fp32"]["compared"] == "sentence_embedding"
+        assert names == ["pooled_embedding", "DIMENSIONS"]
+        assert report["text_parity_fp32"]["compared"] == "sentence_embedding"
     else:
         assert names == ["token_embeddings", "pooling_mask", "DIMENSIONS"]
-        assert report["parity_fp32"]["compared"] == "token_embeddings"
+        assert report["text_parity_fp32"]["compared"] == "token_embeddings"
     assert postprocess.parameters["pooling"].string_value == "mean"
 
 
@@ -92,6 +92,7 @@ def test_ensemble_carries_the_model_facts(exported):
         "native_dimension": "32",
         "max_tokens": "64",
         "fingerprint": report["fingerprint"],
+        "modalities": "text",
     }
     assert [i.name for i in config.input] == ["TEXT", "INSTRUCTION", "TRUNCATE", "DIMENSIONS"]
     assert [o.name for o in config.output] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
@@ -99,17 +100,17 @@ def test_ensemble_carries_the_model_facts(exported):
 
 def test_cls_pooling_is_read_from_the_pooling_config(tmp_path):
     checkpoint = tiny_models.build("bert", tmp_path / "cls", pooling="cls")
-    report = repository.export_text_model(checkpoint, tmp_path / "repo")
+    report = repository.export_repository(checkpoint, tmp_path / "repo")
     assert report["pooling"] == "cls"
-    assert report["parity_fp32"]["min_cosine"] >= FP32_MIN_COSINE
+    assert report["text_parity_fp32"]["min_cosine"] >= FP32_MIN_COSINE
 
 
 def test_failed_parity_fails_the_export(tmp_path, monkeypatch):
     checkpoint = tiny_models.build("bert", tmp_path / "ckpt")
-    original = repository.check_parity
+    original = sentence_transformer.check_sentence_transformer
     monkeypatch.setattr(
-        repository,
-        "check_parity",
+        sentence_transformer,
+        "check_sentence_transformer",
         lambda *args, **kwargs: original(*args, **{**kwargs, "threshold": 1.5}),
     )
     code = export_main(["--checkpoint", str(checkpoint), "--repository", str(tmp_path / "r")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from export import configs, tensors
+from export.facts import ServedFacts, TextFacts
 from gateway import triton as gateway_triton
 
 
@@ -19,26 +20,19 @@ def test_gateway_tensor_names_are_the_ensemble_names():
 
 
 def test_gateway_reads_the_facts_the_export_writes():
-    facts = configs.ModelFacts(
-        native_dimension=384,
-        max_tokens=256,
-        fingerprint="abc",
-        uses_token_type_ids=True,
+    text = TextFacts(
+        encoder_inputs=(tensors.INPUT_IDS,),
+        dimension=384,
         pooling="mean",
         pooled_in_graph=True,
-        include_prompt=True,
-        instruction_template="{instruction} ",
-        pad_id=0,
+        max_tokens=256,
     )
-    config = configs.embed_text(facts)
-    as_json = {
-        "config": {
-            "parameters": {
-                k: {"string_value": v.string_value} for k, v in config.parameters.items()
-            }
-        }
-    }
-    read = gateway_triton.parse_facts(as_json)
+    served = ServedFacts(
+        native_dimension=384, max_tokens=256, fingerprint="abc", modalities=("text", "image")
+    )
+    config = configs.embed_text(text, served)
+    parameters = {k: {"string_value": v.string_value} for k, v in config.parameters.items()}
+    read = gateway_triton.parse_facts({"config": {"parameters": parameters}})
     assert (read.served_model_name, read.native_dimension, read.max_tokens, read.fingerprint) == (
         "epithre-embed",
         384,

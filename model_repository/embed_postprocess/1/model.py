@@ -1,4 +1,7 @@
-"""Triton shell around vectors.py: pooling (when the graph does not pool), Matryoshka, L2."""
+"""Triton shell around vectors.py: pooling (when the graph does not pool), Matryoshka, L2.
+
+Shared by the text and the image ensembles, so both modalities are cut and scaled alike.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ class TritonPythonModel:
                 _input(request, "token_embeddings"), _input(request, "pooling_mask"), self.pooling
             )
         else:
-            embeddings = _input(request, "sentence_embedding")
+            embeddings = _input(request, "pooled_embedding")
         try:
             # The gateway sends one value per request, repeated for every row.
             dimensions = int(_input(request, "DIMENSIONS").reshape(-1)[0])

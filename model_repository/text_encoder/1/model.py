@@ -1,7 +1,8 @@
-"""The text tower through ONNX Runtime, for servers that have only the Python backend.
+"""An ONNX tower (text or image) through ONNX Runtime, for servers with only the Python backend.
 
 Production runs the same model.onnx on Triton's native onnxruntime backend
 (configs/production.pbtxt); this model exists for the local tritonserver bundled in pytriton.
+image_encoder/1/model.py is a link to this file: the tower's tensors come from its config.
 """
 
 from __future__ import annotations

@@ -27,13 +27,15 @@ class TritonPythonModel:
             include_prompt=params["include_prompt"] == "true",
         )
         self.pad_id = int(params["pad_id"])
+        self.pad_to_max_tokens = params["pad_to_max_tokens"] == "true"
         self.feature_names = [o["name"] for o in config["output"] if o["name"].islower()]
 
     def execute(self, requests: list) -> list:
         results = [self._encode(request) for request in requests]
         encoded = [r for r in results if not isinstance(r, pb_utils.TritonError)]
         longest = max((len(e.ids) for items in encoded for e in items), default=1)
-        length = padded_length(longest, limit=self.tokenizer.max_tokens)
+        limit = self.tokenizer.max_tokens
+        length = limit if self.pad_to_max_tokens else padded_length(longest, limit=limit)
         return [
             pb_utils.InferenceResponse(error=r)
             if isinstance(r, pb_utils.TritonError)
