@@ -10,3 +10,6 @@ RUN python3 -m pip install --no-cache-dir \
         numpy==1.26.4 \
         pillow==12.3.0 \
     && python3 -c "import numpy, tokenizers, PIL; assert numpy.__version__ == '1.26.4'"
+
+COPY triton-entrypoint.sh /opt/epithre/triton-entrypoint.sh
+ENTRYPOINT ["/opt/epithre/triton-entrypoint.sh"]

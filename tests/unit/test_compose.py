@@ -298,3 +298,29 @@ def test_prometheus_scrapes_triton_and_gateway(services: dict[str, Any]) -> None
     }
     assert ("triton:8002", "/metrics") in targets
     assert ("gateway:8000", "/metrics") in targets
+
+
+def test_triton_loads_only_the_exported_ensembles(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for name, config in (
+        ("embed_text", 'platform: "ensemble"'),
+        ("text_encoder", 'backend: "python"'),
+        ("embed_image", None),  # committed folder of a text-only export: no config
+    ):
+        (models / name).mkdir(parents=True)
+        if config:
+            (models / name / "config.pbtxt").write_text(config)
+    script = (DEPLOY / "triton-entrypoint.sh").read_text().replace("/models", str(models))
+    script = script.replace("exec /opt/nvidia/nvidia_entrypoint.sh", "echo")
+    result = subprocess.run(
+        ["sh", "-c", script, "sh", "tritonserver", "--x=1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == [
+        "tritonserver",
+        "--x=1",
+        "--model-control-mode=explicit",
+        "--load-model=embed_text",
+    ]
