@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-packages export serve test lint deploy clean
+.PHONY: install system-packages export train-demo serve test lint deploy clean
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,12 @@ $(VENV)/.installed: requirements/*.txt | system-packages
 export: $(VENV)/.installed
 	$(BIN)/python -m export --repository $(REPOSITORY) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
-$(REPOSITORY)/embed_text/config.pbtxt: $(VENV)/.installed $(wildcard export/*.py)
+$(REPOSITORY)/embed_text/config.pbtxt: $(VENV)/.installed $(wildcard export/*.py export/demo/weights/*)
 	$(MAKE) export
+
+# Retrains the demo vision tower (seeded, deterministic; the weights are committed).
+train-demo: $(VENV)/.installed
+	$(BIN)/python -m export.demo.train
 
 serve: $(REPOSITORY)/embed_text/config.pbtxt
 	$(BIN)/python -m runner --model-repository $(REPOSITORY)
