@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-packages export train-demo serve test lint deploy clean
+.PHONY: install system-packages export train-demo serve test bench lint deploy clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,10 @@ test: $(REPOSITORY)/embed_text/config.pbtxt
 	$(BIN)/ruff check .
 	$(BIN)/ruff check --target-version py310 $(REPOSITORY)
 	$(BIN)/python -m pytest -q
+
+# Throughput and latency as ratios to in-process baselines; writes docs/benchmarks.md.
+bench: $(REPOSITORY)/embed_text/config.pbtxt
+	$(BIN)/python -m bench
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

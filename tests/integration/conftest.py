@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.stack import Stack, running_stack
+from runner.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration
 

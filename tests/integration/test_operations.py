@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runner.stack import ROOT, command_line, process_tree, running_stack, wait_http_ok
 from runner.triton import TritonPorts
-from tests.stack import ROOT, command_line, process_tree, running_stack, wait_http_ok
 
 pytestmark = pytest.mark.integration
 

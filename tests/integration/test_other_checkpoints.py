@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from export.repository import export_repository
+from runner.stack import running_stack
 from tests import tiny_models
 from tests.integration.conftest import cosine
-from tests.stack import running_stack
 
 pytestmark = pytest.mark.integration
 

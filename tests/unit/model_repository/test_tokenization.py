@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tokenization import PAD_MULTIPLE, TextTokenizer, TokenLimitExceeded, pad, padded_length
 
-from tests.stack import DEFAULT_REPOSITORY
+from runner.stack import DEFAULT_REPOSITORY
 
 TOKENIZER = DEFAULT_REPOSITORY / "text_preprocess" / "1" / "tokenizer" / "tokenizer.json"
 CLS, SEP = 101, 102

@@ -1,4 +1,7 @@
-"""Real servers for the tests: the bundled tritonserver and a `python -m gateway` process."""
+"""The whole local stack as a context manager: tritonserver plus a `python -m gateway` process.
+
+Used by the integration tests and the benchmarks.
+"""
 
 from __future__ import annotations
 
