@@ -44,7 +44,13 @@ def onnx_runtime_ceiling(texts: list[str], *, repository: Path, max_tokens: int)
             session.run(None, _features(tokenizer, ordered[start : start + batch], names))
         results[batch] = len(texts) / (time.perf_counter() - started)
     best = max(results, key=results.get)
-    return {"texts_per_s": results[best], "batch": best, "by_batch": results}
+    mean_tokens = float(np.mean([len(tokenizer.encode(t).ids) for t in texts]))
+    return {
+        "texts_per_s": results[best],
+        "batch": best,
+        "by_batch": results,
+        "mean_tokens": mean_tokens,
+    }
 
 
 def sentence_transformers(texts: list[str], checkpoint: Path, *, batch: int = 32) -> float:
