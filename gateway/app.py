@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         active = embedder or TritonEmbedder(
             InferenceServerClient(settings.triton_url),
             ensemble=settings.ensemble,
+            image_ensemble=settings.image_ensemble,
             timeout_s=settings.request_timeout_s,
         )
         try:

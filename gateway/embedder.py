@@ -18,6 +18,7 @@ class ModelFacts:
     native_dimension: int
     max_tokens: int
     fingerprint: str
+    supports_images: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Embedder(Protocol):
         truncate: TruncateMode,
         dimensions: int,
     ) -> TextEmbeddings: ...
+
+    async def embed_image(self, image: bytes, *, dimensions: int) -> np.ndarray:
+        """One encoded image file -> its L2-normalized float32 [d] vector."""
+        ...
 
     async def probe(self) -> None:
         """Embed one short text end to end; raise if the model cannot answer."""

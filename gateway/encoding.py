@@ -16,15 +16,16 @@ WIRE_DTYPE = np.dtype("<f4")
 def render_embeddings(
     vectors: np.ndarray,
     *,
+    types: list[str],
     encoding_format: EncodingFormat,
     model: str,
     prompt_tokens: int,
     truncated_count: int,
 ) -> bytes:
-    """Serialize rows of `vectors` in input order with the contract's `usage` block.
+    """Serialize rows of `vectors` in input order (`types[i]` "text" or "image") with `usage`.
 
-    Usage: `body = render_embeddings(v, encoding_format="float", model="m", prompt_tokens=3,
-    truncated_count=0)`
+    Usage: `body = render_embeddings(v, types=["text"], encoding_format="float", model="m",
+    prompt_tokens=3, truncated_count=0)`
     """
     rows = np.ascontiguousarray(vectors, dtype=WIRE_DTYPE)
     data = [
@@ -32,9 +33,9 @@ def render_embeddings(
             "object": "embedding",
             "embedding": _encode(row, encoding_format),
             "index": i,
-            "type": "text",
+            "type": kind,
         }
-        for i, row in enumerate(rows)
+        for i, (row, kind) in enumerate(zip(rows, types, strict=True))
     ]
     body = {
         "object": "list",
@@ -43,7 +44,7 @@ def render_embeddings(
         "usage": {
             "prompt_tokens": prompt_tokens,
             "total_tokens": prompt_tokens,
-            "image_count": 0,
+            "image_count": types.count("image"),
             "truncated_count": truncated_count,
         },
     }

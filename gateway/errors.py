@@ -65,6 +65,12 @@ class BodyTooLarge(APIError):
     code = "request_too_large"
 
 
+class ItemTooLarge(BodyTooLarge):
+    """One item (a decoded image) over its own limit; `param` names it."""
+
+    code = "item_too_large"
+
+
 class UnsupportedMediaType(APIError):
     status = 415
     type = "invalid_request_error"
@@ -87,6 +93,20 @@ class TokenLimitExceeded(Unprocessable):
             param=f"input[{item}]",
         )
         self.item, self.tokens, self.limit = item, tokens, limit
+
+    def at(self, index: int) -> TokenLimitExceeded:
+        """The same error for the API's `input[index]` (Triton counted texts only)."""
+        return TokenLimitExceeded(item=index, tokens=self.tokens, limit=self.limit)
+
+
+class ImageRejected(InvalidRequest):
+    """Triton could not take an image (undecodable, too many pixels); the caller names the item."""
+
+    code = "invalid_image"
+
+    def at(self, index: int) -> ImageRejected:
+        """The same error naming the API's `input[index]`."""
+        return ImageRejected(f"input[{index}]: {self.message}", param=f"input[{index}]")
 
 
 class BackendBusy(APIError):

@@ -45,6 +45,9 @@ class Metrics:
             "epithre_http_requests_in_flight", "HTTP requests being served", registry=self.registry
         )
         self.items = Counter("epithre_embedded_items", "Items embedded", registry=self.registry)
+        self.images = Counter(
+            "epithre_embedded_images", "Image items embedded", registry=self.registry
+        )
         self.tokens = Counter(
             "epithre_prompt_tokens", "Tokens fed to the encoder", registry=self.registry
         )
@@ -54,8 +57,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_embeddings(self, *, items: int, tokens: int, truncated: int) -> None:
+    def observe_embeddings(self, *, items: int, tokens: int, truncated: int, images: int) -> None:
         self.items.inc(items)
+        self.images.inc(images)
         self.tokens.inc(tokens)
         self.truncations.inc(truncated)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import numpy as np
@@ -10,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.body import read_json
+from gateway.embedder import Embedder
 from gateway.encoding import render_embeddings
-from gateway.errors import BackendUnavailable, error_response
-from gateway.schema import parse_request
+from gateway.errors import BackendUnavailable, ImageRejected, TokenLimitExceeded, error_response
+from gateway.schema import EmbeddingRequest, parse_request
 
 logger = logging.getLogger("gateway")
 
@@ -27,22 +29,35 @@ async def embeddings(request: Request) -> Response:
     state.api_keys.check(request.headers)
     payload = await read_json(request, max_bytes=state.settings.max_body_bytes)
     body = parse_request(payload, facts=state.facts, settings=state.settings)
-    # One backend call for all texts; the Triton batch index is the API index because every
-    # item is a text sent in order, so a TokenLimitExceeded already names the right input[i].
-    result = await state.embedder.embed_texts(
-        list(body.input),
-        instruction=body.instruction,
-        truncate=body.truncate,
-        dimensions=body.dimensions,
-    )
-    prompt_tokens = int(result.tokens.sum())
-    truncated_count = int(np.count_nonzero(np.asarray(body.char_truncated) | result.truncated))
+    texts_at, images_at = body.text_positions, body.image_positions
+    # All texts in one Triton request, every image in its own, all in flight at once.
+    jobs = [_embed_texts(state.embedder, body, texts_at)] if texts_at else []
+    jobs += [_embed_image(state.embedder, body, i) for i in images_at]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    # The error of the first failing item wins, whatever finished first.
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    vectors = np.empty((len(body.input), body.dimensions), dtype=np.float32)
+    prompt_tokens, truncated = 0, np.array(body.char_truncated)
+    if texts_at:
+        text_result = results[0]
+        vectors[texts_at] = text_result.vectors
+        prompt_tokens = int(text_result.tokens.sum())
+        truncated[texts_at] |= text_result.truncated
+    for position, vector in zip(images_at, results[len(results) - len(images_at) :], strict=True):
+        vectors[position] = vector
+    truncated_count = int(np.count_nonzero(truncated))
     state.metrics.observe_embeddings(
-        items=len(body.input), tokens=prompt_tokens, truncated=truncated_count
+        items=len(body.input),
+        tokens=prompt_tokens,
+        truncated=truncated_count,
+        images=len(images_at),
     )
     return Response(
         render_embeddings(
-            result.vectors,
+            vectors,
+            types=["image" if isinstance(item, bytes) else "text" for item in body.input],
             encoding_format=body.encoding_format,
             model=state.facts.served_model_name,
             prompt_tokens=prompt_tokens,
@@ -50,6 +65,25 @@ async def embeddings(request: Request) -> Response:
         ),
         media_type="application/json",
     )
+
+
+async def _embed_texts(embedder: Embedder, body: EmbeddingRequest, positions: list[int]):
+    try:
+        return await embedder.embed_texts(
+            [body.input[i] for i in positions],
+            instruction=body.instruction,
+            truncate=body.truncate,
+            dimensions=body.dimensions,
+        )
+    except TokenLimitExceeded as error:
+        raise error.at(positions[error.item]) from None
+
+
+async def _embed_image(embedder: Embedder, body: EmbeddingRequest, position: int) -> np.ndarray:
+    try:
+        return await embedder.embed_image(body.input[position], dimensions=body.dimensions)
+    except ImageRejected as error:
+        raise error.at(position) from None
 
 
 async def models(request: Request) -> Response:

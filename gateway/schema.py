@@ -7,12 +7,12 @@ from typing import Literal, cast
 
 from gateway.embedder import ModelFacts, TruncateMode
 from gateway.errors import InvalidRequest, ModelNotFound, Unprocessable
+from gateway.images import decode_image, is_image_item
 from gateway.settings import Settings
 
 EncodingFormat = Literal["float", "base64"]
 TRUNCATE_MODES = ("END", "START", "NONE")
 ENCODING_FORMATS = ("float", "base64")
-IMAGE_TYPES = ("image", "image_url")
 TOKEN_IDS = (
     "input must be text: send strings, not token ids "
     "(with LangChain's OpenAIEmbeddings set check_embedding_ctx_length=False)"
@@ -24,13 +24,21 @@ class EmbeddingRequest:
     """A validated request; fields in the contract's order, then what validation derived."""
 
     model: str
-    input: tuple[str, ...]  # after the per-item character cap
+    input: tuple[str | bytes, ...]  # texts after the character cap; images as encoded files
     dimensions: int
     instruction: str  # "" = none
     truncate: TruncateMode
     encoding_format: EncodingFormat
     user: str | None
     char_truncated: tuple[bool, ...]  # which items the character cap cut
+
+    @property
+    def text_positions(self) -> list[int]:
+        return [i for i, item in enumerate(self.input) if isinstance(item, str)]
+
+    @property
+    def image_positions(self) -> list[int]:
+        return [i for i, item in enumerate(self.input) if isinstance(item, bytes)]
 
 
 def parse_request(payload: object, *, facts: ModelFacts, settings: Settings) -> EmbeddingRequest:
@@ -45,15 +53,22 @@ def parse_request(payload: object, *, facts: ModelFacts, settings: Settings) -> 
         raise ModelNotFound(
             f"model must be {facts.served_model_name!r}, got {model!r}", param="model"
         )
-    texts = _texts(payload.get("input"), max_items=settings.max_text_items)
+    items = _items(payload.get("input"), facts=facts, settings=settings)
     dimensions = _dimensions(payload.get("dimensions"), facts=facts)
     instruction = _instruction(payload.get("instruction"), limit=settings.max_instruction_chars)
     truncate = cast(TruncateMode, _choice(payload, "truncate", TRUNCATE_MODES, default="END"))
     encoding_format = _choice(payload, "encoding_format", ENCODING_FORMATS, default="float")
     user = _user(payload.get("user"))
-    # The cap runs last so that a 422 for a long text never hides a 400 elsewhere in the body.
+    # The 422s run last so that they never hide a 400 elsewhere in the body.
+    if instruction and any(isinstance(item, bytes) for item in items):
+        raise Unprocessable(
+            "instruction applies to text only; remove it or the images", param="instruction"
+        )
     capped = [
-        _cap(i, t, truncate=truncate, limit=settings.max_text_chars) for i, t in enumerate(texts)
+        _cap(i, t, truncate=truncate, limit=settings.max_text_chars)
+        if isinstance(t, str)
+        else (t, False)
+        for i, t in enumerate(items)
     ]
     return EmbeddingRequest(
         model=model,
@@ -67,7 +82,7 @@ def parse_request(payload: object, *, facts: ModelFacts, settings: Settings) -> 
     )
 
 
-def _texts(value: object, *, max_items: int) -> list[str]:
+def _items(value: object, *, facts: ModelFacts, settings: Settings) -> list[str | bytes]:
     if isinstance(value, str):
         if not value:
             raise InvalidRequest("input must not be empty", param="input")
@@ -78,27 +93,37 @@ def _texts(value: object, *, max_items: int) -> list[str]:
         raise InvalidRequest("input must not be an empty array", param="input")
     if all(type(item) is int for item in value):
         raise InvalidRequest(TOKEN_IDS, param="input")
-    if len(value) > max_items:
-        raise InvalidRequest(
-            f"input has {len(value)} items; at most {max_items} text items are allowed",
-            param="input",
-        )
-    for i, item in enumerate(value):
-        _check_item(i, item)
-    return value
+    images = sum(1 for item in value if is_image_item(item))
+    for count, limit, kind in (
+        (len(value) - images, settings.max_text_items, "text"),
+        (images, settings.max_image_items, "image"),
+    ):
+        if count > limit:
+            raise InvalidRequest(
+                f"input has {count} {kind} items; at most {limit} are allowed", param="input"
+            )
+    return [_item(i, item, facts=facts, settings=settings) for i, item in enumerate(value)]
 
 
-def _check_item(i: int, item: object) -> None:
+def _item(i: int, item: object, *, facts: ModelFacts, settings: Settings) -> str | bytes:
     param = f"input[{i}]"
     if isinstance(item, str):
         if not item:
             raise InvalidRequest(f"{param} must not be empty", param=param)
-    elif isinstance(item, dict) and item.get("type") in IMAGE_TYPES:
-        raise InvalidRequest("image input is not supported by this model yet", param=param)
-    elif isinstance(item, list):
+        return item
+    if is_image_item(item):
+        if not facts.supports_images:
+            raise InvalidRequest(
+                f"{param}: {facts.served_model_name} embeds text only", param=param
+            )
+        return decode_image(
+            item, index=i, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+    if isinstance(item, list):
         raise InvalidRequest(TOKEN_IDS, param=param)
-    else:
-        raise InvalidRequest(f"{param} must be a string", param=param)
+    raise InvalidRequest(
+        f'{param} must be a string or an image object ({{"type": "image", ...}})', param=param
+    )
 
 
 def _cap(i: int, text: str, *, truncate: str, limit: int) -> tuple[str, bool]:

@@ -30,12 +30,14 @@ class Settings:
     port: int = 8000
     # EPITHRE_MAX_BODY_BYTES: request body cap (413 above); the contract says 25 MB.
     max_body_bytes: int = 25 * MIB
-    # EPITHRE_MAX_IMAGE_BYTES: decoded size cap per image, for when image input is served.
+    # EPITHRE_MAX_IMAGE_BYTES: decoded size cap per image (413 naming the item above).
     max_image_bytes: int = 20 * MIB
     # EPITHRE_MAX_TEXT_ITEMS: text items per request (400 above); Triton's max_batch_size is 64.
     max_text_items: int = 64
-    # EPITHRE_MAX_IMAGE_ITEMS: image items per request, for when image input is served.
+    # EPITHRE_MAX_IMAGE_ITEMS: image items per request (400 above).
     max_image_items: int = 8
+    # EPITHRE_MAX_IMAGE_PIXELS: width x height cap per image, read from its header (400 above).
+    max_image_pixels: int = 40_000_000
     # EPITHRE_MAX_TEXT_CHARS: per-text character cap applied by `truncate` (END/START/NONE).
     max_text_chars: int = 10_000
     # EPITHRE_MAX_INSTRUCTION_CHARS: instruction length cap (400 above).
@@ -48,6 +50,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
     ensemble: str = "embed_text"
+    # EPITHRE_IMAGE_ENSEMBLE: name of the Triton ensemble that embeds images.
+    image_ensemble: str = "embed_image"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -86,12 +90,14 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "max_image_bytes": _positive_int,
     "max_text_items": _positive_int,
     "max_image_items": _positive_int,
+    "max_image_pixels": _positive_int,
     "max_text_chars": _positive_int,
     "max_instruction_chars": _positive_int,
     "request_timeout_s": _positive_float,
     "startup_timeout_s": _positive_float,
     "api_keys": _keys,
     "ensemble": str,
+    "image_ensemble": str,
 }
 
 

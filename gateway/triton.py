@@ -20,6 +20,7 @@ from gateway.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    ImageRejected,
     TokenLimitExceeded,
 )
 
@@ -27,10 +28,12 @@ logger = logging.getLogger("gateway")
 
 # The ensemble's wire contract (docs/architecture.md); integration tests hold it to export/.
 TEXT, INSTRUCTION, TRUNCATE, DIMENSIONS = "TEXT", "INSTRUCTION", "TRUNCATE", "DIMENSIONS"
+IMAGE = "IMAGE"
 EMBEDDING, TOKENS, TRUNCATED = "EMBEDDING", "TOKENS", "TRUNCATED"
 NATIVE = 0  # DIMENSIONS value that asks for the native size
 PROBE_TIMEOUT_S = 5.0
 
+_INVALID_IMAGE = re.compile(r"INVALID_IMAGE: (.*)")
 _TOKEN_LIMIT = re.compile(r"TOKEN_LIMIT_EXCEEDED item=(\d+) tokens=(\d+) limit=(\d+)")
 _QUEUE_FULL = "Exceeds maximum queue size"
 _UNAVAILABLE = str(grpc.StatusCode.UNAVAILABLE)
@@ -58,6 +61,8 @@ def _mapped(status: object, message: str | None) -> Exception:
     if match := _TOKEN_LIMIT.search(message):
         item, tokens, limit = map(int, match.groups())
         return TokenLimitExceeded(item=item, tokens=tokens, limit=limit)
+    if match := _INVALID_IMAGE.search(message):
+        return ImageRejected(match.group(1))
     if status == _DEADLINE:
         return BackendTimeout("the model did not answer in time")
     # Triton reports a full queue as UNAVAILABLE too; only the message tells it from a dead server.
@@ -84,6 +89,7 @@ def parse_facts(config: Mapping[str, Any]) -> ModelFacts:
         native_dimension=int(value("native_dimension")),
         max_tokens=int(value("max_tokens")),
         fingerprint=value("fingerprint"),
+        supports_images="image" in parameters.get("modalities", {}).get("string_value", ""),
     )
 
 
@@ -99,9 +105,17 @@ class TritonEmbedder:
     Usage: `embedder = TritonEmbedder(InferenceServerClient("127.0.0.1:8001"), ...)`
     """
 
-    def __init__(self, client: InferenceServerClient, *, ensemble: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: InferenceServerClient,
+        *,
+        ensemble: str,
+        image_ensemble: str,
+        timeout_s: float,
+    ) -> None:
         self._client = client
         self._ensemble = ensemble
+        self._image_ensemble = image_ensemble
         self._timeout_s = timeout_s
         self._outputs = [InferRequestedOutput(n) for n in (EMBEDDING, TOKENS, TRUNCATED)]
 
@@ -142,6 +156,20 @@ class TritonEmbedder:
             tokens=result.as_numpy(TOKENS).reshape(n),
             truncated=result.as_numpy(TRUNCATED).reshape(n).astype(bool),
         )
+
+    async def embed_image(self, image: bytes, *, dimensions: int) -> np.ndarray:
+        encoded = InferInput(IMAGE, [1, 1], "BYTES")
+        encoded.set_data_from_numpy(np.array([[image]], dtype=np.object_))
+        dims = InferInput(DIMENSIONS, [1, 1], "INT32")
+        dims.set_data_from_numpy(np.full((1, 1), dimensions, dtype=np.int32))
+        with map_triton_errors():
+            result = await self._client.infer(
+                self._image_ensemble,
+                [encoded, dims],
+                outputs=[InferRequestedOutput(EMBEDDING)],
+                client_timeout=self._timeout_s,
+            )
+        return np.asarray(result.as_numpy(EMBEDDING)[0], dtype=np.float32)
 
     async def probe(self) -> None:
         await self.embed_texts(

@@ -17,6 +17,7 @@ def test_gateway_tensor_names_are_the_ensemble_names():
     received = (gateway_triton.EMBEDDING, gateway_triton.TOKENS, gateway_triton.TRUNCATED)
     assert sent == (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE, tensors.DIMENSIONS)
     assert received == (tensors.EMBEDDING, tensors.TOKENS, tensors.TRUNCATED)
+    assert gateway_triton.IMAGE == tensors.IMAGE
 
 
 def test_gateway_reads_the_facts_the_export_writes():
@@ -39,3 +40,4 @@ def test_gateway_reads_the_facts_the_export_writes():
         256,
         "abc",
     )
+    assert read.supports_images

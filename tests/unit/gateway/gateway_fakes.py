@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,9 @@ from gateway import ModelFacts, Settings, TextEmbeddings, create_app
 FACTS = ModelFacts(
     served_model_name="epithre-embed", native_dimension=384, max_tokens=256, fingerprint="f" * 64
 )
+
+
+MULTIMODAL = dataclasses.replace(FACTS, supports_images=True)
 
 
 def fake_vector(text: str, dimensions: int = FACTS.native_dimension) -> np.ndarray:
@@ -34,6 +38,7 @@ class FakeEmbedder:
 
     facts_value: ModelFacts = FACTS
     error: Exception | None = None
+    image_error: Exception | None = None
     probe_error: Exception | None = None
     facts_errors: list[Exception] = field(default_factory=list)
     token_truncated: set[int] = field(default_factory=set)
@@ -61,6 +66,12 @@ class FakeEmbedder:
             tokens=np.array([fake_tokens(t) for t in texts], dtype=np.int32),
             truncated=np.array([i in self.token_truncated for i in range(len(texts))]),
         )
+
+    async def embed_image(self, image: bytes, *, dimensions: int) -> np.ndarray:
+        self.calls.append({"image": image, "dimensions": dimensions})
+        if self.image_error is not None:
+            raise self.image_error
+        return fake_vector(image.hex(), dimensions)
 
     async def probe(self) -> None:
         if self.probe_error is not None:

@@ -14,6 +14,7 @@ def render(encoding_format: str) -> dict:
     return orjson.loads(
         render_embeddings(
             VECTORS,
+            types=["text", "image"],
             encoding_format=encoding_format,
             model="epithre-embed",
             prompt_tokens=7,
@@ -22,7 +23,7 @@ def render(encoding_format: str) -> dict:
     )
 
 
-def test_float_body_has_the_contract_shape_and_values():
+def test_float_body_has_the_contract_shape_types_and_values():
     body = render("float")
     assert body == {
         "object": "list",
@@ -37,11 +38,11 @@ def test_float_body_has_the_contract_shape_and_values():
                 "object": "embedding",
                 "embedding": body["data"][1]["embedding"],
                 "index": 1,
-                "type": "text",
+                "type": "image",
             },
         ],
         "model": "epithre-embed",
-        "usage": {"prompt_tokens": 7, "total_tokens": 7, "image_count": 0, "truncated_count": 1},
+        "usage": {"prompt_tokens": 7, "total_tokens": 7, "image_count": 1, "truncated_count": 1},
     }
     decoded = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
     np.testing.assert_array_equal(decoded, VECTORS)
@@ -58,6 +59,7 @@ def test_big_endian_or_float64_input_is_sent_as_little_endian_float32():
     body = orjson.loads(
         render_embeddings(
             VECTORS.astype(">f8"),
+            types=["text"] * len(VECTORS),
             encoding_format="base64",
             model="m",
             prompt_tokens=0,

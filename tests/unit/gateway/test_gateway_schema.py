@@ -84,15 +84,18 @@ def test_missing_input_is_400_naming_input():
     assert (info.value.status, info.value.param) == (400, "input")
 
 
+ITEM_TYPE = 'input[1] must be a string or an image object ({"type": "image", ...})'
+
+
 @pytest.mark.parametrize(
     ("value", "param", "message"),
     [
         ([""], "input[0]", "input[0] must not be empty"),
         (["a", ""], "input[1]", "input[1] must not be empty"),
-        (["a", 3], "input[1]", "input[1] must be a string"),
-        (["a", None], "input[1]", "input[1] must be a string"),
-        (["a", True], "input[1]", "input[1] must be a string"),
-        (["a", {"text": "b"}], "input[1]", "input[1] must be a string"),
+        (["a", 3], "input[1]", ITEM_TYPE),
+        (["a", None], "input[1]", ITEM_TYPE),
+        (["a", True], "input[1]", ITEM_TYPE),
+        (["a", {"text": "b"}], "input[1]", ITEM_TYPE),
     ],
 )
 def test_bad_item_is_400_naming_its_index(value, param, message):
@@ -119,17 +122,17 @@ def test_array_of_token_id_arrays_is_400_naming_the_item():
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
     ],
 )
-def test_image_item_is_400_not_supported_yet(image):
+def test_image_item_on_a_text_only_model_is_400_naming_it(image):
     error = refused(input=["a", image])
     assert (error.status, error.param) == (400, "input[1]")
-    assert error.message == "image input is not supported by this model yet"
+    assert error.message == "input[1]: epithre-embed embeds text only"
 
 
 def test_more_than_64_texts_is_400_and_64_pass():
     assert len(parse(input=["a"] * 64).input) == 64
     error = refused(input=["a"] * 65)
     assert (error.status, error.param) == (400, "input")
-    assert error.message == "input has 65 items; at most 64 text items are allowed"
+    assert error.message == "input has 65 text items; at most 64 are allowed"
 
 
 def test_dimensions_above_native_is_400_naming_the_native_size():

@@ -169,7 +169,9 @@ class StubClient:
 
 def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
     client = StubClient()
-    embedder = TritonEmbedder(client, ensemble="embed_text", timeout_s=30.0)  # type: ignore[arg-type]
+    embedder = TritonEmbedder(
+        client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=30.0
+    )  # type: ignore[arg-type]
     result = asyncio.run(
         embedder.embed_texts(["kucing", "é"], instruction="q:", truncate="START", dimensions=4)
     )
@@ -196,14 +198,22 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
 
 def test_probe_embeds_one_text_with_a_5_second_deadline():
     client = StubClient()
-    asyncio.run(TritonEmbedder(client, ensemble="embed_text", timeout_s=30.0).probe())  # type: ignore[arg-type]
+    asyncio.run(
+        TritonEmbedder(
+            client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=30.0
+        ).probe()
+    )  # type: ignore[arg-type]
     (call,) = client.calls
     assert call["timeout"] == 5.0 and call["inputs"][0].shape() == [1, 1]
 
 
 def test_facts_come_from_get_model_config_as_json():
     client = StubClient()
-    facts = asyncio.run(TritonEmbedder(client, ensemble="embed_text", timeout_s=3.0).facts())  # type: ignore[arg-type]
+    facts = asyncio.run(
+        TritonEmbedder(
+            client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=3.0
+        ).facts()
+    )  # type: ignore[arg-type]
     assert facts.native_dimension == 384
     assert client.calls == [{"model": "embed_text", "as_json": True, "timeout": 3.0}]
 
@@ -216,7 +226,10 @@ def _free_port() -> int:
 
 async def _facts_from(url: str, *, timeout_s: float) -> ModelFacts:
     embedder = TritonEmbedder(
-        InferenceServerClient(url), ensemble="embed_text", timeout_s=timeout_s
+        InferenceServerClient(url),
+        ensemble="embed_text",
+        image_ensemble="embed_image",
+        timeout_s=timeout_s,
     )
     try:
         return await embedder.facts()
