@@ -145,3 +145,11 @@ def test_a_26_mb_body_is_413_and_the_next_request_is_served(base_url):
 def test_instruction_with_an_image_is_422(base_url):
     response = post(base_url, [image_item(encode(scene((1, 2, 3))))], instruction="Represent:")
     assert response.status_code == 422
+
+
+def test_held_out_text_to_image_recall_at_1_is_at_least_0_8(base_url):
+    from export.demo.evaluate import evaluate, over_http
+
+    results = evaluate(*over_http(base_url))
+    assert results["chance"]["r1"] <= 1 / 50
+    assert max(results[lang]["text_to_image_r1"] for lang in ("id", "en")) >= 0.8
