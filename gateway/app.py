@@ -25,6 +25,7 @@ from gateway.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from gateway.images import configure_pillow
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.request_id import RequestIDMiddleware
 from gateway.settings import Settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     """
     if settings is None:
         settings = Settings.from_env()
+    configure_pillow(max_pixels=settings.max_image_pixels)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

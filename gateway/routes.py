@@ -13,7 +13,13 @@ from starlette.responses import Response
 from gateway.body import read_json
 from gateway.embedder import Embedder
 from gateway.encoding import render_embeddings
-from gateway.errors import BackendUnavailable, ImageRejected, TokenLimitExceeded, error_response
+from gateway.errors import (
+    BackendError,
+    BackendUnavailable,
+    ImageRejected,
+    TokenLimitExceeded,
+    error_response,
+)
 from gateway.schema import EmbeddingRequest, parse_request
 
 logger = logging.getLogger("gateway")
@@ -34,7 +40,7 @@ async def embeddings(request: Request) -> Response:
     jobs = [_embed_texts(state.embedder, body, texts_at)] if texts_at else []
     jobs += [_embed_image(state.embedder, body, i) for i in images_at]
     results = await asyncio.gather(*jobs, return_exceptions=True)
-    # The error of the first failing item wins, whatever finished first.
+    # Errors surface in a fixed order (the text batch, then images by position), not by timing.
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -76,6 +82,12 @@ async def _embed_texts(embedder: Embedder, body: EmbeddingRequest, positions: li
             dimensions=body.dimensions,
         )
     except TokenLimitExceeded as error:
+        # Triton counts within the text batch; the client counts within its whole `input`.
+        if not 0 <= error.item < len(positions):
+            logger.warning(
+                "token limit error names item %d of %d texts", error.item, len(positions)
+            )
+            raise BackendError("the model backend failed to answer") from error
         raise error.at(positions[error.item]) from None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from gateway.embedder import ModelFacts, TruncateMode
@@ -24,7 +24,8 @@ class EmbeddingRequest:
     """A validated request; fields in the contract's order, then what validation derived."""
 
     model: str
-    input: tuple[str | bytes, ...]  # texts after the character cap; images as encoded files
+    # Texts after the character cap; images as encoded files, kept out of repr (and so of logs).
+    input: tuple[str | bytes, ...] = field(repr=False)
     dimensions: int
     instruction: str  # "" = none
     truncate: TruncateMode
@@ -114,7 +115,9 @@ def _item(i: int, item: object, *, facts: ModelFacts, settings: Settings) -> str
     if is_image_item(item):
         if not facts.supports_images:
             raise InvalidRequest(
-                f"{param}: {facts.served_model_name} embeds text only", param=param
+                f"{param}: image input is not supported by {facts.served_model_name}, "
+                "which embeds text only",
+                param=param,
             )
         return decode_image(
             item, index=i, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels

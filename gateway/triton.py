@@ -33,7 +33,8 @@ EMBEDDING, TOKENS, TRUNCATED = "EMBEDDING", "TOKENS", "TRUNCATED"
 NATIVE = 0  # DIMENSIONS value that asks for the native size
 PROBE_TIMEOUT_S = 5.0
 
-_INVALID_IMAGE = re.compile(r"INVALID_IMAGE: (.*)")
+# The reason reaches the client, so only its first line and 200 characters are kept.
+_INVALID_IMAGE = re.compile(r"INVALID_IMAGE: (.{0,200})")
 _TOKEN_LIMIT = re.compile(r"TOKEN_LIMIT_EXCEEDED item=(\d+) tokens=(\d+) limit=(\d+)")
 _QUEUE_FULL = "Exceeds maximum queue size"
 _UNAVAILABLE = str(grpc.StatusCode.UNAVAILABLE)
@@ -68,7 +69,8 @@ def _mapped(status: object, message: str | None) -> Exception:
     # Triton reports a full queue as UNAVAILABLE too; only the message tells it from a dead server.
     if status == _UNAVAILABLE and _QUEUE_FULL in message:
         return BackendBusy("the model is busy; retry shortly")
-    logger.warning("triton error %s: %s", status, message)
+    # Capped: a backend message must not carry a whole tensor (an image's bytes) into the logs.
+    logger.warning("triton error %s: %.500s", status, message)
     if status == _UNAVAILABLE:
         return BackendUnavailable("the model backend is unavailable")
     return BackendError("the model backend failed to answer")
@@ -89,8 +91,14 @@ def parse_facts(config: Mapping[str, Any]) -> ModelFacts:
         native_dimension=int(value("native_dimension")),
         max_tokens=int(value("max_tokens")),
         fingerprint=value("fingerprint"),
-        supports_images="image" in parameters.get("modalities", {}).get("string_value", ""),
+        supports_images="image" in _modalities(parameters),
     )
+
+
+def _modalities(parameters: Mapping[str, Any]) -> set[str]:
+    # "text" or "text,image"; an ensemble exported before images existed has no such parameter.
+    raw = parameters.get("modalities", {}).get("string_value", "text")
+    return {m.strip() for m in raw.split(",")}
 
 
 def _bytes_input(name: str, values: list[str]) -> InferInput:

@@ -1,17 +1,23 @@
-"""A deterministic fake `Embedder` and a client helper for the gateway unit tests."""
+"""A deterministic fake `Embedder`, a client helper and tiny images for the gateway unit tests."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
+import struct
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 from starlette.testclient import TestClient
+from tritonclient.utils import InferenceServerException
 
 from gateway import ModelFacts, Settings, TextEmbeddings, create_app
+from gateway.triton import map_triton_errors
 
 FACTS = ModelFacts(
     served_model_name="epithre-embed", native_dimension=384, max_tokens=256, fingerprint="f" * 64
@@ -94,3 +100,35 @@ def serve(
 
 def error_body(message: str, *, type: str, param: str | None, code: str | None) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def triton_failure(status: str, message: str) -> Exception:
+    """An error as TritonEmbedder raises it: a tritonclient exception passed through the map."""
+    try:
+        with map_triton_errors():
+            raise InferenceServerException(msg=message, status=status)
+    except Exception as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def encoded_image(fmt: str = "PNG", mode: str = "RGB", size: tuple[int, int] = (8, 6)) -> bytes:
+    """A tiny image file made by Pillow."""
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header whose IHDR claims `width` x `height`, with no pixel data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

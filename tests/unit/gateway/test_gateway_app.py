@@ -6,26 +6,22 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from gateway_fakes import FACTS, FakeEmbedder, error_body, fake_tokens, fake_vector, serve
+from gateway_fakes import (
+    FACTS,
+    FakeEmbedder,
+    error_body,
+    fake_tokens,
+    fake_vector,
+    serve,
+    triton_failure,
+)
 from starlette.testclient import TestClient
-from tritonclient.utils import InferenceServerException
 
 from gateway import Settings, create_app
 from gateway.app import wait_for_facts
 from gateway.errors import BackendUnavailable, TokenLimitExceeded
-from gateway.triton import map_triton_errors
 
 TEXTS = ["kucing oren tidur di kasur", "anjing golden retriever"]
-
-
-def triton_failure(status: str, message: str) -> Exception:
-    """An error as TritonEmbedder raises it: a tritonclient exception passed through the map."""
-    try:
-        with map_triton_errors():
-            raise InferenceServerException(msg=message, status=status)
-    except Exception as exc:
-        return exc
-    raise AssertionError("unreachable")
 
 
 def test_embeddings_response_has_the_contract_shape():

@@ -1,171 +1,258 @@
-"""Image items: the three shapes, strict base64, sniffed formats, limits checked from headers."""
+"""gateway/images.py: the three shapes, strict base64, sniffed formats, limits from the header."""
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 
 import pytest
-from gateway_fakes import MULTIMODAL, FakeEmbedder, fake_vector, serve
-from PIL import Image
+from gateway_fakes import b64, encoded_image, png_header_claiming
+from PIL import Image, ImageFile
 
-from gateway.errors import ImageRejected, TokenLimitExceeded
-from tests.unit.model_repository.test_imaging import png_header_claiming
+from gateway import images
+from gateway.errors import APIError, ItemTooLarge
+from gateway.images import configure_pillow, decode_image, is_image_item, sniff
+
+MIB = 1024 * 1024
+PNG = encoded_image()
+BAD_BASE64 = "input[2] is not valid base64 (standard alphabet, padded, no whitespace)"
 
 
-def encoded(fmt: str = "PNG", mode: str = "RGB", size=(8, 6)) -> bytes:
+def decode(item: dict, *, max_bytes: int = 20 * MIB, max_pixels: int = 40_000_000) -> bytes:
+    return decode_image(item, index=2, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def refused(item: dict, **limits: int) -> APIError:
+    with pytest.raises(APIError) as info:
+        decode(item, **limits)
+    assert info.value.param == "input[2]"
+    return info.value
+
+
+def raw(data: bytes) -> dict:
+    return {"type": "image", "image": b64(data)}
+
+
+@pytest.fixture(autouse=True)
+def _pillow_limit():
+    configure_pillow(max_pixels=40_000_000)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "image", "image": b64(PNG)},
+        {"type": "image", "image_url": f"data:image/png;base64,{b64(PNG)}"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PNG)}"}},
+        {"type": "image_url", "image_url": {"url": f"DATA:image/png;BASE64,{b64(PNG)}"}},
+    ],
+    ids=["raw", "data-uri", "chat-image-url", "upper-case-uri"],
+)
+def test_every_shape_decodes_to_the_file_bytes_unchanged(item):
+    assert decode(item) == PNG
+
+
+def test_format_comes_from_the_magic_bytes_not_the_mime_type():
+    assert decode({"type": "image", "image_url": f"data:image/jpeg;base64,{b64(PNG)}"}) == PNG
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "sniffed"),
+    [
+        ("PNG", "RGB", "PNG"),
+        ("PNG", "RGBA", "PNG"),
+        ("PNG", "L", "PNG"),
+        ("PNG", "P", "PNG"),
+        ("JPEG", "RGB", "JPEG"),
+        ("JPEG", "L", "JPEG"),
+        ("WEBP", "RGB", "WEBP"),
+        ("WEBP", "RGBA", "WEBP"),
+        ("GIF", "P", "GIF"),
+        ("GIF", "L", "GIF"),
+    ],
+)
+def test_png_jpeg_webp_gif_in_any_mode_are_accepted(fmt, mode, sniffed):
+    data = encoded_image(fmt, mode)
+    assert sniff(data) == sniffed
+    assert decode(raw(data)) == data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"GARBAGE!" * 4, encoded_image("BMP"), encoded_image("TIFF"), b"RIFF\0\0\0\0WAVEfmt "],
+    ids=["garbage", "bmp", "tiff", "riff-wave"],
+)
+def test_other_formats_are_400_unsupported(data):
+    error = refused(raw(data))
+    assert (error.status, error.code) == (400, "invalid_value")
+    assert error.message == (
+        "input[2]: unsupported or unrecognized image format; send PNG, JPEG, WebP or GIF"
+    )
+
+
+@pytest.mark.parametrize(
+    "data", [PNG[:12], encoded_image("JPEG")[:20], b"GIF89a\x01"], ids=["png", "jpeg", "gif"]
+)
+def test_a_known_magic_with_a_broken_header_is_400(data):
+    error = refused(raw(data))
+    assert error.status == 400
+    assert error.message.startswith("input[2]: the ") and "header is not readable" in error.message
+
+
+PADDED = PNG + b"\0" * (4 - len(PNG) % 3)  # a length that leaves "=" padding in the base64
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "",
+        b64(PADDED).rstrip("="),
+        b64(PNG)[:-1],
+        b64(PNG)[:8] + "\n" + b64(PNG)[8:-1],
+        b64(PNG)[:8] + " " + b64(PNG)[8:-1],
+        "-" + b64(PNG)[1:],
+        "_" + b64(PNG)[1:],
+        "AB==" + b64(PNG),
+        "=" + b64(PNG)[1:],
+        "é" + b64(PNG)[1:],
+    ],
+    ids=[
+        "empty",
+        "unpadded",
+        "length",
+        "newline",
+        "space",
+        "urlsafe-minus",
+        "urlsafe-underscore",
+        "padding-inside",
+        "leading-padding",
+        "non-ascii",
+    ],
+)
+def test_base64_must_be_strict(payload):
+    error = refused({"type": "image", "image": payload})
+    assert (error.status, error.message) == (400, BAD_BASE64)
+
+
+def test_a_data_uri_payload_is_held_to_the_same_base64_rules():
+    error = refused({"type": "image", "image_url": "data:image/png;base64," + b64(PNG)[:-1]})
+    assert error.message == BAD_BASE64
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/cat.png",
+        "https://example.com/cat.png",
+        "ftp://example.com/cat.png",
+        "cat.png",
+        b64(PNG),
+    ],
+)
+def test_a_non_data_url_is_400_and_never_fetched(url):
+    error = refused({"type": "image_url", "image_url": {"url": url}})
+    assert (error.status, error.message) == (
+        400,
+        "input[2]: remote image URLs are not fetched; send base64 or a data URI",
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["data:image/png," + b64(PNG), "data:image/png;base64" + b64(PNG), "data:"]
+)
+def test_a_data_uri_without_base64_is_400(url):
+    error = refused({"type": "image", "image_url": url})
+    assert error.message == ("input[2] is not a base64 data URI: send data:<mime>;base64,<payload>")
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"type": "image", "image": 7}, "input[2].image must be a base64 string"),
+        ({"type": "image"}, "input[2] needs `image` (base64) or `image_url` (a data URI)"),
+        ({"type": "image_url", "image_url": {"uri": "x"}}, "input[2] needs `image` (base64) or "),
+        ({"type": "image_url", "image_url": 5}, "input[2] needs `image` (base64) or "),
+    ],
+)
+def test_an_item_without_a_payload_is_400_naming_the_missing_field(item, message):
+    assert refused(item).message.startswith(message)
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG that does not compress, so its size is known to be well above `side`."""
     buffer = io.BytesIO()
-    Image.new(mode, size).save(buffer, format=fmt)
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def test_decoded_size_up_to_the_cap_passes_and_one_byte_over_is_413():
+    data = noise_png(24)
+    assert decode(raw(data), max_bytes=len(data)) == data
+    error = refused(raw(data), max_bytes=len(data) - 1)
+    assert isinstance(error, ItemTooLarge)
+    assert (error.status, error.code) == (413, "item_too_large")
+    assert error.message == f"input[2] is over the limit of {len(data) - 1} bytes"
 
 
-def post(client, items, **body):
-    return client.post("/v1/embeddings", json={"model": "epithre-embed", "input": items, **body})
+def test_the_byte_cap_is_checked_from_the_base64_length_before_decoding(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("decoded an over-limit image")
+
+    monkeypatch.setattr(images, "b64decode", never)
+    error = refused({"type": "image", "image": "A" * (4 * MIB)}, max_bytes=3 * MIB - 1)
+    assert error.status == 413
 
 
-@pytest.fixture
-def multimodal():
-    with serve(FakeEmbedder(facts_value=MULTIMODAL)) as running:
-        yield running
+def test_a_30000_by_30000_png_is_refused_from_its_header_without_decoding(monkeypatch):
+    def never(self):
+        raise AssertionError("decoded pixels")
+
+    monkeypatch.setattr(Image.Image, "load", never)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", never)
+    error = refused(raw(png_header_claiming(30_000, 30_000)))
+    assert (error.status, error.message) == (400, "input[2] is over the limit of 40000000 pixels")
 
 
-PNG = encoded()
-# One byte short of a multiple of three, so its base64 ends in "=".
-PADDED = PNG + b"\0" * (4 - len(PNG) % 3)
-SHAPES = [
-    {"type": "image", "image": b64(PNG)},
-    {"type": "image", "image_url": f"data:image/png;base64,{b64(PNG)}"},
-    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PNG)}"}},
-    # The sniffed bytes decide the format, not the declared MIME type.
-    {"type": "image", "image_url": f"data:image/jpeg;base64,{b64(PNG)}"},
-]
+def test_pixels_are_capped_by_max_pixels_from_the_header():
+    assert decode(raw(png_header_claiming(10, 10)), max_pixels=100)
+    error = refused(raw(png_header_claiming(10, 11)), max_pixels=100)
+    assert (error.status, error.message) == (
+        400,
+        "input[2]: 10x11 is over the limit of 100 pixels",
+    )
 
 
-def test_all_image_shapes_embed_in_input_order_with_their_types(multimodal):
-    client, embedder = multimodal
-    response = post(client, ["teks", *SHAPES, "lagi"])
-    assert response.status_code == 200
-    body = response.json()
-    assert [(d["index"], d["type"]) for d in body["data"]] == [
-        (0, "text"),
-        (1, "image"),
-        (2, "image"),
-        (3, "image"),
-        (4, "image"),
-        (5, "text"),
+def test_a_header_claiming_no_pixels_is_400():
+    error = refused(raw(png_header_claiming(0, 5)))
+    assert (error.status, error.message) == (400, "input[2]: the PNG header is not readable")
+
+
+def test_configure_pillow_sets_pillows_own_limit():
+    configure_pillow(max_pixels=1234)
+    assert Image.MAX_IMAGE_PIXELS == 1234
+
+
+def test_no_message_echoes_the_payload():
+    payload = b64(b"GARBAGE!" * 64)
+    items = [
+        {"type": "image", "image": payload},
+        {"type": "image", "image": payload[:-1]},
+        {"type": "image", "image_url": "https://x/" + payload},
+        {"type": "image", "image_url": "data:image/png," + payload},
     ]
-    assert body["usage"]["image_count"] == 4
-    assert body["data"][1]["embedding"] == pytest.approx(fake_vector(PNG.hex()).tolist())
-    assert body["data"][5]["embedding"] == pytest.approx(fake_vector("lagi").tolist())
-    assert [c["image"] for c in embedder.calls if "image" in c] == [PNG] * 4
+    for item in items:
+        assert payload[:16] not in refused(item).message
 
 
 @pytest.mark.parametrize(
-    ("fmt", "mode"),
-    [("PNG", "RGBA"), ("JPEG", "RGB"), ("WEBP", "RGB"), ("GIF", "P"), ("PNG", "L"), ("PNG", "P")],
-)
-def test_the_four_formats_in_any_mode_are_accepted(multimodal, fmt, mode):
-    client, _ = multimodal
-    response = post(client, [{"type": "image", "image": b64(encoded(fmt, mode))}])
-    assert response.status_code == 200
-
-
-@pytest.mark.parametrize(
-    ("item", "status", "fragment"),
+    ("item", "expected"),
     [
-        ({"type": "image", "image": b64(b"GARBAGE!" * 4)}, 400, "unsupported or unrecognized"),
-        ({"type": "image", "image": b64(encoded("BMP"))}, 400, "unsupported or unrecognized"),
-        ({"type": "image", "image": b64(PNG)[:-1]}, 400, "not valid base64"),
-        ({"type": "image", "image": b64(PADDED).rstrip("=")}, 400, "not valid base64"),
-        ({"type": "image", "image": b64(PNG)[:8] + "\n" + b64(PNG)[8:]}, 400, "not valid base64"),
-        ({"type": "image", "image": "-" + b64(PNG)[1:]}, 400, "not valid base64"),
-        ({"type": "image", "image": 7}, 400, "must be a base64 string"),
-        (
-            {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}},
-            400,
-            "remote image URLs are not fetched",
-        ),
-        (
-            {"type": "image", "image_url": "https://example.com/a.png"},
-            400,
-            "remote image URLs are not fetched",
-        ),
-        ({"type": "image"}, 400, "needs `image`"),
-        (
-            {"type": "image", "image": b64(png_header_claiming(30_000, 30_000))},
-            400,
-            "over the limit of 40000000 pixels",
-        ),
-        (
-            {"type": "image", "image": b64(png_header_claiming(7_000, 7_000))},
-            400,
-            "7000x7000 is over the limit of 40000000 pixels",
-        ),
+        ({"type": "image", "image": "x"}, True),
+        ({"type": "image_url", "image_url": {}}, True),
+        ({"type": "text", "text": "x"}, False),
+        ({"image": "x"}, False),
+        ("image", False),
     ],
 )
-def test_bad_image_is_refused_naming_the_item(multimodal, item, status, fragment):
-    client, embedder = multimodal
-    response = post(client, ["ok", item])
-    assert response.status_code == status
-    error = response.json()["error"]
-    assert error["param"] == "input[1]"
-    assert fragment in error["message"]
-    assert embedder.calls == []
-    assert post(client, ["ok"]).status_code == 200
-
-
-def test_an_image_over_its_byte_limit_is_413_naming_it():
-    noise = Image.frombytes("RGB", (32, 32), os.urandom(32 * 32 * 3))
-    buffer = io.BytesIO()
-    noise.save(buffer, format="PNG")
-    with serve(FakeEmbedder(facts_value=MULTIMODAL), max_image_bytes=1000) as (client, _):
-        response = post(client, ["ok", {"type": "image", "image": b64(buffer.getvalue())}])
-    assert response.status_code == 413
-    assert response.json()["error"]["param"] == "input[1]"
-
-
-def test_more_than_8_images_is_400(multimodal):
-    client, _ = multimodal
-    response = post(client, [{"type": "image", "image": b64(PNG)}] * 9)
-    assert response.status_code == 400
-    assert response.json()["error"]["message"] == "input has 9 image items; at most 8 are allowed"
-
-
-def test_instruction_with_an_image_is_422(multimodal):
-    client, _ = multimodal
-    response = post(client, ["a", {"type": "image", "image": b64(PNG)}], instruction="find:")
-    assert response.status_code == 422
-    assert response.json()["error"]["param"] == "instruction"
-
-
-def test_an_image_triton_rejects_is_400_naming_its_position():
-    embedder = FakeEmbedder(facts_value=MULTIMODAL, image_error=ImageRejected("broken stream"))
-    with serve(embedder) as (client, _):
-        response = post(client, ["a", "b", {"type": "image", "image": b64(PNG)}])
-    assert response.status_code == 400
-    assert response.json()["error"] == {
-        "message": "input[2]: broken stream",
-        "type": "invalid_request_error",
-        "param": "input[2]",
-        "code": "invalid_image",
-    }
-
-
-def test_token_limit_error_names_the_api_position_not_the_text_position():
-    error = TokenLimitExceeded(item=1, tokens=300, limit=256)
-    embedder = FakeEmbedder(facts_value=MULTIMODAL, error=error)
-    with serve(embedder) as (client, _):
-        response = post(client, [{"type": "image", "image": b64(PNG)}, "a", "b"], truncate="NONE")
-    assert response.status_code == 422
-    assert response.json()["error"]["param"] == "input[2]"
-
-
-def test_dimensions_apply_to_images_too(multimodal):
-    client, _ = multimodal
-    response = post(client, ["a", {"type": "image", "image": b64(PNG)}], dimensions=16)
-    assert [len(d["embedding"]) for d in response.json()["data"]] == [16, 16]
+def test_is_image_item_looks_at_the_type_field(item, expected):
+    assert is_image_item(item) is expected

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gateway_fakes import FakeEmbedder, fake_tokens, serve
+from gateway_fakes import MULTIMODAL, FakeEmbedder, b64, encoded_image, fake_tokens, serve
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import BackendBusy
@@ -34,6 +34,16 @@ def test_metrics_count_requests_items_tokens_and_truncations():
     assert values[("epithre_truncated_items_total", ())] == 1
     # The scrape itself is in flight while the text is rendered.
     assert values[("epithre_http_requests_in_flight", ())] == 1
+
+
+def test_metrics_count_images_among_the_items():
+    image = {"type": "image", "image": b64(encoded_image())}
+    with serve(FakeEmbedder(facts_value=MULTIMODAL)) as (client, _):
+        client.post("/v1/embeddings", json={"model": "epithre-embed", "input": ["a", image, image]})
+        values = samples(client.get("/metrics").text)
+    assert values[("epithre_embedded_items_total", ())] == 3
+    assert values[("epithre_embedded_images_total", ())] == 2
+    assert values[("epithre_prompt_tokens_total", ())] == fake_tokens("a")
 
 
 def test_backend_errors_are_counted_by_status():

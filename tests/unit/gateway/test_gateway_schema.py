@@ -125,7 +125,9 @@ def test_array_of_token_id_arrays_is_400_naming_the_item():
 def test_image_item_on_a_text_only_model_is_400_naming_it(image):
     error = refused(input=["a", image])
     assert (error.status, error.param) == (400, "input[1]")
-    assert error.message == "input[1]: epithre-embed embeds text only"
+    assert error.message == (
+        "input[1]: image input is not supported by epithre-embed, which embeds text only"
+    )
 
 
 def test_more_than_64_texts_is_400_and_64_pass():

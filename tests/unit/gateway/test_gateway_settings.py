@@ -16,11 +16,14 @@ def test_defaults_match_the_contract():
         max_image_bytes=20 * 1024 * 1024,
         max_text_items=64,
         max_image_items=8,
+        max_image_pixels=40_000_000,
         max_text_chars=10_000,
         max_instruction_chars=2_000,
         request_timeout_s=30.0,
+        startup_timeout_s=120.0,
         api_keys=(),
         ensemble="embed_text",
+        image_ensemble="embed_image",
     )
 
 
@@ -43,6 +46,23 @@ def test_prefixed_variables_are_read_and_cast():
     assert (settings.request_timeout_s, settings.ensemble) == (2.5, "embed_text_v2")
 
 
+def test_image_settings_are_read_from_their_variables():
+    settings = Settings.from_env(
+        {
+            "EPITHRE_MAX_IMAGE_BYTES": "1000",
+            "EPITHRE_MAX_IMAGE_ITEMS": "2",
+            "EPITHRE_MAX_IMAGE_PIXELS": "250000",
+            "EPITHRE_IMAGE_ENSEMBLE": "embed_image_v2",
+        }
+    )
+    assert (settings.max_image_bytes, settings.max_image_items, settings.max_image_pixels) == (
+        1000,
+        2,
+        250_000,
+    )
+    assert settings.image_ensemble == "embed_image_v2"
+
+
 def test_api_keys_are_split_on_commas_and_blanks_dropped():
     settings = Settings.from_env({"EPITHRE_API_KEYS": " k1, k2 ,,"})
     assert settings.api_keys == ("k1", "k2")
@@ -58,6 +78,7 @@ def test_api_keys_never_appear_in_repr():
     [
         ("EPITHRE_PORT", "eighty"),
         ("EPITHRE_MAX_TEXT_ITEMS", "0"),
+        ("EPITHRE_MAX_IMAGE_PIXELS", "-5"),
         ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
     ],
 )

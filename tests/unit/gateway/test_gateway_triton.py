@@ -16,6 +16,7 @@ from gateway.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    ImageRejected,
     TokenLimitExceeded,
 )
 from gateway.triton import TritonEmbedder, map_triton_errors, parse_facts
@@ -63,6 +64,37 @@ def test_token_limit_message_becomes_422_naming_the_item():
         "input[2] has 301 tokens, above the model's limit of 256; shorten it or use truncate "
         "END or START"
     )
+
+
+def test_invalid_image_message_becomes_400_with_the_reason():
+    error = mapped(
+        triton_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "in ensemble 'embed_image', INVALID_IMAGE: cannot identify image file\nTraceback",
+        )
+    )
+    assert isinstance(error, ImageRejected)
+    assert (error.status, error.code, error.message) == (
+        400,
+        "invalid_image",
+        "cannot identify image file",
+    )
+    assert error.at(3).body()["error"] == {
+        "message": "input[3]: cannot identify image file",
+        "type": "invalid_request_error",
+        "param": "input[3]",
+        "code": "invalid_image",
+    }
+
+
+def test_invalid_image_reason_is_cut_at_200_characters():
+    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_IMAGE: " + "x" * 5000))
+    assert error.message == "x" * 200
+
+
+def test_logged_backend_messages_are_capped(caplog):
+    mapped(triton_error(grpc.StatusCode.INTERNAL, "y" * 5000))
+    assert "y" * 500 in caplog.text and "y" * 501 not in caplog.text
 
 
 def test_full_queue_is_429_with_retry_after():
@@ -119,6 +151,20 @@ def test_facts_are_read_from_the_ensemble_parameters():
     assert parse_facts(CONFIG) == ModelFacts(
         served_model_name="epithre-embed", native_dimension=384, max_tokens=256, fingerprint="abc"
     )
+
+
+@pytest.mark.parametrize(
+    ("modalities", "supports_images"),
+    [("text,image", True), (" text , image ", True), ("text", False), ("images", False)],
+)
+def test_modalities_parameter_says_whether_images_are_served(modalities, supports_images):
+    parameters = {**CONFIG["config"]["parameters"], "modalities": {"string_value": modalities}}
+    facts = parse_facts({"config": {"parameters": parameters}})
+    assert facts.supports_images is supports_images
+
+
+def test_missing_modalities_means_text_only():
+    assert parse_facts(CONFIG).supports_images is False
 
 
 def test_missing_fact_is_named():
@@ -194,6 +240,29 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
     assert np.frombuffer(tensors["DIMENSIONS"]._get_content(), dtype=np.int32).tolist() == [4, 4]
     assert result.vectors.dtype == np.float32 and result.vectors.shape == (2, 4)
     assert result.tokens.tolist() == [5, 5] and result.truncated.tolist() == [False, True]
+
+
+def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
+    client = StubClient()
+    embedder = TritonEmbedder(
+        client, ensemble="embed_text", image_ensemble="embed_img_v2", timeout_s=30.0
+    )  # type: ignore[arg-type]
+    image = b"\x89PNG\r\n\x1a\n\x00\xff"
+    vector = asyncio.run(embedder.embed_image(image, dimensions=16))
+    (call,) = client.calls
+    assert (call["model"], call["timeout"], call["outputs"]) == (
+        "embed_img_v2",
+        30.0,
+        ["EMBEDDING"],
+    )
+    tensors = {t.name(): t for t in call["inputs"]}
+    assert {n: (t.datatype(), list(t.shape())) for n, t in tensors.items()} == {
+        "IMAGE": ("BYTES", [1, 1]),
+        "DIMENSIONS": ("INT32", [1, 1]),
+    }
+    assert list(deserialize_bytes_tensor(tensors["IMAGE"]._get_content())) == [image]
+    assert np.frombuffer(tensors["DIMENSIONS"]._get_content(), dtype=np.int32).tolist() == [16]
+    assert (vector.dtype, vector.shape, vector.tolist()) == (np.float32, (4,), [0.5] * 4)
 
 
 def test_probe_embeds_one_text_with_a_5_second_deadline():
