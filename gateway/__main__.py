@@ -7,14 +7,18 @@ import logging
 import uvicorn
 
 from gateway.app import create_app
+from gateway.server import DrainingServer
 from gateway.settings import Settings
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
-    # uvicorn handles SIGTERM itself: it stops accepting, drains in-flight requests, runs lifespan.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    # The subclass's SIGTERM handler turns readiness 503 first, then chains to uvicorn's, which
+    # stops accepting, drains in-flight requests and runs the lifespan shutdown.
+    DrainingServer(config, app=app, drain_s=settings.drain_s).run()
 
 
 if __name__ == "__main__":

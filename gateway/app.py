@@ -14,6 +14,7 @@ from starlette.routing import Route
 from tritonclient.grpc.aio import InferenceServerClient
 
 from gateway import routes
+from gateway.access_log import AccessLogMiddleware
 from gateway.auth import APIKeys
 from gateway.embedder import Embedder, ModelFacts
 from gateway.errors import (
@@ -62,7 +63,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not settings.api_keys:
-            logger.warning("EPITHRE_API_KEYS is empty: the API accepts unauthenticated requests")
+            logger.warning(
+                "no API keys (EPITHRE_API_KEYS, EPITHRE_API_KEYS_FILE): "
+                "the API accepts unauthenticated requests"
+            )
         # One gRPC client per event loop, so it is created here and not at import or build time.
         owned = embedder is None
         active = embedder or TritonEmbedder(
@@ -94,6 +98,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         routes=[Route(path, func, methods=methods) for path, (func, methods) in paths.items()],
         middleware=[
             Middleware(RequestIDMiddleware),
+            Middleware(AccessLogMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics, paths=frozenset(paths)),
         ],
         exception_handlers={
@@ -106,4 +111,5 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.settings = settings
     app.state.api_keys = APIKeys(settings.api_keys)
     app.state.metrics = metrics
+    app.state.draining = False  # set by DrainingServer on SIGTERM
     return app

@@ -1,4 +1,4 @@
-"""The response body of POST /v1/embeddings, in either `encoding_format`."""
+"""The response body of POST /v1/embeddings, in any `encoding_format`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from gateway.schema import EncodingFormat
 
 # OpenAI clients decode base64 embeddings as little-endian float32 (numpy dtype "<f4").
 WIRE_DTYPE = np.dtype("<f4")
+# Scalar quantization maps the normalized range [-1, 1] onto [-127, 127]; -128 is never used,
+# so that int8 stays symmetric around zero (Cohere's definition).
+INT8_SCALE = 127
 
 
 def render_embeddings(
@@ -27,14 +30,9 @@ def render_embeddings(
     Usage: `body = render_embeddings(v, types=["text"], encoding_format="float", model="m",
     prompt_tokens=3, truncated_count=0)`
     """
-    rows = np.ascontiguousarray(vectors, dtype=WIRE_DTYPE)
+    rows = encode_rows(np.ascontiguousarray(vectors, dtype=WIRE_DTYPE), encoding_format)
     data = [
-        {
-            "object": "embedding",
-            "embedding": _encode(row, encoding_format),
-            "index": i,
-            "type": kind,
-        }
+        {"object": "embedding", "embedding": row, "index": i, "type": kind}
         for i, (row, kind) in enumerate(zip(rows, types, strict=True))
     ]
     body = {
@@ -48,11 +46,25 @@ def render_embeddings(
             "truncated_count": truncated_count,
         },
     }
-    # OPT_SERIALIZE_NUMPY writes each row in C, with no Python loop over the floats.
+    # OPT_SERIALIZE_NUMPY writes each row in C, with no Python loop over the values.
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _encode(row: np.ndarray, encoding_format: EncodingFormat) -> np.ndarray | str:
+def encode_rows(rows: np.ndarray, encoding_format: EncodingFormat) -> np.ndarray | list[str]:
+    """float32 rows [n, d], already normalized and truncated -> one encoded row per item.
+
+    Usage: `encode_rows(np.array([[0.5, -0.25]], dtype="<f4"), "int8")` -> `[[64, -32]]`
+    """
     if encoding_format == "base64":
-        return base64.b64encode(row.tobytes()).decode("ascii")
-    return row
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+    if encoding_format == "float":
+        return rows
+    if encoding_format in ("int8", "uint8"):
+        # np.rint rounds half to even, as numpy.round in the contract's formula does.
+        int8 = np.clip(np.rint(rows * INT8_SCALE), -INT8_SCALE, INT8_SCALE).astype(np.int8)
+        return int8 if encoding_format == "int8" else (int8.astype(np.int16) + 128).astype(np.uint8)
+    # One sign bit per dimension, first dimension in the high bit, zero-padded to whole bytes.
+    ubinary = np.packbits(rows > 0, axis=-1)
+    if encoding_format == "ubinary":
+        return ubinary
+    return (ubinary.astype(np.int16) - 128).astype(np.int8)

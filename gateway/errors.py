@@ -129,6 +129,14 @@ class BackendUnavailable(APIError):
     code = "backend_unavailable"
 
 
+class Draining(APIError):
+    """The gateway received SIGTERM and is finishing its in-flight requests."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "draining"
+
+
 class BackendTimeout(APIError):
     status = 504
     type = "timeout_error"

@@ -16,6 +16,7 @@ from gateway.encoding import render_embeddings
 from gateway.errors import (
     BackendError,
     BackendUnavailable,
+    Draining,
     ImageRejected,
     TokenLimitExceeded,
     error_response,
@@ -23,6 +24,7 @@ from gateway.errors import (
 from gateway.schema import EmbeddingRequest, parse_request
 
 logger = logging.getLogger("gateway")
+FINGERPRINT_HEADER = "X-Model-Fingerprint"
 
 
 def _json(value: object, *, status: int = 200) -> Response:
@@ -54,6 +56,12 @@ async def embeddings(request: Request) -> Response:
     for position, vector in zip(images_at, results[len(results) - len(images_at) :], strict=True):
         vectors[position] = vector
     truncated_count = int(np.count_nonzero(truncated))
+    # Counts only, for the access log; it must never see the inputs themselves.
+    request.state.usage = {
+        "items": len(body.input),
+        "images": len(images_at),
+        "tokens": prompt_tokens,
+    }
     state.metrics.observe_embeddings(
         items=len(body.input),
         tokens=prompt_tokens,
@@ -70,6 +78,8 @@ async def embeddings(request: Request) -> Response:
             truncated_count=truncated_count,
         ),
         media_type="application/json",
+        # Two builds can share a served name; the fingerprint says which one made these vectors.
+        headers={FINGERPRINT_HEADER: state.facts.fingerprint},
     )
 
 
@@ -106,6 +116,8 @@ async def models(request: Request) -> Response:
         "object": "model",
         "created": 0,
         "owned_by": "epithre",
+        # An extra field OpenAI clients ignore: sha256 of the exported files, one per build.
+        "fingerprint": state.facts.fingerprint,
     }
     return _json({"object": "list", "data": [model]})
 
@@ -115,6 +127,9 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    # Set by DrainingServer on SIGTERM: refuse new traffic before the probe, which may still pass.
+    if request.app.state.draining:
+        return error_response(Draining("the gateway is shutting down"), request)
     # Triton's own health can stay green with a dead Python stub; only a real embedding proves it.
     try:
         await request.app.state.embedder.probe()

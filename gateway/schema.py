@@ -10,9 +10,9 @@ from gateway.errors import InvalidRequest, ModelNotFound, Unprocessable
 from gateway.images import decode_image, is_image_item
 from gateway.settings import Settings
 
-EncodingFormat = Literal["float", "base64"]
+EncodingFormat = Literal["float", "base64", "int8", "uint8", "binary", "ubinary"]
 TRUNCATE_MODES = ("END", "START", "NONE")
-ENCODING_FORMATS = ("float", "base64")
+ENCODING_FORMATS = ("float", "base64", "int8", "uint8", "binary", "ubinary")
 TOKEN_IDS = (
     "input must be text: send strings, not token ids "
     "(with LangChain's OpenAIEmbeddings set check_embedding_ctx_length=False)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 PREFIX = "EPITHRE_"
@@ -46,8 +47,14 @@ class Settings:
     request_timeout_s: float = 30.0
     # EPITHRE_STARTUP_TIMEOUT_S: how long start-up keeps retrying Triton for the model facts.
     startup_timeout_s: float = 120.0
+    # EPITHRE_DRAIN_S: after SIGTERM, seconds of answering 503 on /health/ready while still
+    # serving, so load balancers stop routing here before uvicorn stops accepting; 0 = none.
+    drain_s: float = 0.0
     # EPITHRE_API_KEYS: comma-separated bearer keys; empty turns authentication off.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # EPITHRE_API_KEYS_FILE: a file of bearer keys, one a line, `#` comments and blank lines
+    # ignored; merged into api_keys by from_env (a file keeps keys out of the process listing).
+    api_keys_file: str | None = None
     # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
     ensemble: str = "embed_text"
     # EPITHRE_IMAGE_ENSEMBLE: name of the Triton ensemble that embeds images.
@@ -61,11 +68,25 @@ class Settings:
             name = PREFIX + f.name.upper()
             if name in environ:
                 values[f.name] = _cast(name, environ[name], _CASTS[f.name])
+        if values.get("api_keys_file"):
+            from_file = _keys_file(values["api_keys_file"])
+            # dict.fromkeys drops a key given twice while keeping the order they were given in.
+            values["api_keys"] = tuple(dict.fromkeys((*values.get("api_keys", ()), *from_file)))
         return cls(**values)
 
 
 def _keys(raw: str) -> tuple[str, ...]:
     return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def _keys_file(path: str) -> tuple[str, ...]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        # The path is named but never the file's contents, which are secrets.
+        raise SettingsError(f"{PREFIX}API_KEYS_FILE={path!r}: {type(exc).__name__}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
 
 
 def _positive_int(raw: str) -> int:
@@ -82,6 +103,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be zero or positive")
+    return value
+
+
 _CASTS: dict[str, Callable[[str], Any]] = {
     "triton_url": str,
     "host": str,
@@ -95,7 +123,9 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "max_instruction_chars": _positive_int,
     "request_timeout_s": _positive_float,
     "startup_timeout_s": _positive_float,
+    "drain_s": _non_negative_float,
     "api_keys": _keys,
+    "api_keys_file": str,
     "ensemble": str,
     "image_ensemble": str,
 }

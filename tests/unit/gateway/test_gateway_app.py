@@ -233,13 +233,37 @@ def test_unknown_route_is_404_in_the_error_shape():
     )
 
 
-def test_models_lists_the_served_model():
+def test_models_lists_the_served_model_with_its_fingerprint():
     with serve() as (client, _):
         body = client.get("/v1/models").json()
     assert body == {
         "object": "list",
-        "data": [{"id": "epithre-embed", "object": "model", "created": 0, "owned_by": "epithre"}],
+        "data": [
+            {
+                "id": "epithre-embed",
+                "object": "model",
+                "created": 0,
+                "owned_by": "epithre",
+                "fingerprint": "f" * 64,
+            }
+        ],
     }
+
+
+def test_two_builds_with_one_name_differ_by_fingerprint():
+    other = FakeEmbedder(facts_value=replace(FACTS, fingerprint="0" * 64))
+    with serve() as (client, _), serve(other) as (other_client, _):
+        models = [c.get("/v1/models").json()["data"][0] for c in (client, other_client)]
+    assert [(m["id"], m["fingerprint"]) for m in models] == [
+        ("epithre-embed", "f" * 64),
+        ("epithre-embed", "0" * 64),
+    ]
+
+
+def test_embeddings_carry_the_fingerprint_header():
+    with serve() as (client, _):
+        response = client.post("/v1/embeddings", json={"model": "epithre-embed", "input": "a"})
+    assert response.headers["x-model-fingerprint"] == "f" * 64
 
 
 def test_live_is_200_without_asking_the_model():

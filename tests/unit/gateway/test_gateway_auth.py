@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from gateway_fakes import error_body, serve
+from gateway_fakes import FakeEmbedder, error_body, serve
+from starlette.testclient import TestClient
+
+from gateway import Settings, create_app
 
 REQUEST = {"model": "epithre-embed", "input": "a"}
 
@@ -63,3 +66,17 @@ def test_models_needs_a_key_and_health_and_metrics_do_not():
         assert client.get("/health/live").status_code == 200
         assert client.get("/health/ready").status_code == 200
         assert client.get("/metrics").status_code == 200
+
+
+def test_a_key_from_the_keys_file_is_accepted_and_others_refused(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text("# ops team\nfile-key\n")
+    settings = Settings.from_env({"EPITHRE_API_KEYS_FILE": str(path)})
+    with TestClient(create_app(settings, FakeEmbedder())) as client:
+        statuses = [
+            client.post(
+                "/v1/embeddings", json=REQUEST, headers={"Authorization": f"Bearer {key}"}
+            ).status_code
+            for key in ("file-key", "# ops team", "other")
+        ]
+    assert statuses == [200, 401, 401]

@@ -5,7 +5,7 @@ import base64
 import numpy as np
 import orjson
 
-from gateway.encoding import render_embeddings
+from gateway.encoding import encode_rows, render_embeddings
 
 VECTORS = np.array([[0.0107, -0.0022, 0.5], [1.0, -1.0, 3.4028235e38]], dtype=np.float32)
 
@@ -68,3 +68,55 @@ def test_big_endian_or_float64_input_is_sent_as_little_endian_float32():
     )
     decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
     np.testing.assert_array_equal(decoded, VECTORS[0])
+
+
+# Hand-made rows; the expected outputs below were worked out by hand from the contract's table.
+QUANTIZED = np.array(
+    [
+        [0.5, -0.25, 0.001, -1.0, 0.75, 0.0, 0.3, -0.3, 0.9],
+        [-0.1] * 9,
+    ],
+    dtype=np.float32,
+)
+
+
+def quantized(encoding_format: str) -> list[list[int]]:
+    body = orjson.loads(
+        render_embeddings(
+            QUANTIZED,
+            types=["text", "image"],
+            encoding_format=encoding_format,
+            model="m",
+            prompt_tokens=0,
+            truncated_count=0,
+        )
+    )
+    return [item["embedding"] for item in body["data"]]
+
+
+def test_int8_is_127_v_rounded_and_clipped():
+    assert quantized("int8") == [
+        [64, -32, 0, -127, 95, 0, 38, -38, 114],
+        [-13] * 9,
+    ]
+
+
+def test_int8_clips_to_plus_minus_127_never_minus_128():
+    rows = encode_rows(np.array([[1.5, -1.5, 1.0, -1.0]], dtype=np.float32), "int8")
+    assert rows.tolist() == [[127, -127, 127, -127]]
+
+
+def test_uint8_is_int8_plus_128():
+    assert quantized("uint8") == [
+        [192, 96, 128, 1, 223, 128, 166, 90, 242],
+        [115] * 9,
+    ]
+
+
+def test_ubinary_packs_sign_bits_first_dimension_high_and_pads_the_last_byte():
+    # Signs 1,0,1,0,1,0,1,0 | 1 -> 0b10101010, 0b10000000; zero counts as not positive.
+    assert quantized("ubinary") == [[170, 128], [0, 0]]
+
+
+def test_binary_is_ubinary_minus_128():
+    assert quantized("binary") == [[42, 0], [-128, -128]]

@@ -22,6 +22,8 @@ from gateway_fakes import (
 )
 from PIL import Image
 
+from gateway.encoding import encode_rows
+
 PNG = encoded_image()
 JPEG = encoded_image("JPEG")
 RAW = {"type": "image", "image": b64(PNG)}
@@ -257,3 +259,19 @@ def test_image_bytes_and_base64_never_reach_errors_or_logs(caplog):
     for fragment in (bad[:16], b64(PNG)[:16], repr(PNG[:16])):
         assert fragment not in caplog.text
         assert all(fragment not in r.text for r in responses)
+
+
+@pytest.mark.parametrize(
+    ("encoding_format", "length"), [("int8", 12), ("uint8", 12), ("ubinary", 2), ("binary", 2)]
+)
+def test_quantized_encodings_combine_with_dimensions_and_mixed_input(
+    multimodal, encoding_format, length
+):
+    client, _ = multimodal
+    body = post(client, ["a", RAW], dimensions=12, encoding_format=encoding_format).json()
+    expected = encode_rows(
+        np.stack([fake_vector("a", 12), fake_vector(PNG.hex(), 12)]), encoding_format
+    )
+    assert [d["embedding"] for d in body["data"]] == expected.tolist()
+    assert [len(d["embedding"]) for d in body["data"]] == [length, length]
+    assert [d["type"] for d in body["data"]] == ["text", "image"]

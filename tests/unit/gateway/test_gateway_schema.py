@@ -202,14 +202,17 @@ def test_truncate_none_with_a_long_text_is_422_naming_the_item():
     )
 
 
-@pytest.mark.parametrize("value", ["float", "base64"])
-def test_encoding_format_float_or_base64(value):
+@pytest.mark.parametrize("value", ["float", "base64", "int8", "uint8", "binary", "ubinary"])
+def test_encoding_format_is_one_of_the_six(value):
     assert parse(input="a", encoding_format=value).encoding_format == value
 
 
 def test_other_encoding_format_is_400():
-    error = refused(input="a", encoding_format="binary")
+    error = refused(input="a", encoding_format="int4")
     assert (error.status, error.param) == (400, "encoding_format")
+    assert error.message == (
+        "encoding_format must be one of float, base64, int8, uint8, binary, ubinary; got 'int4'"
+    )
 
 
 def test_non_string_user_is_400():

@@ -21,7 +21,9 @@ def test_defaults_match_the_contract():
         max_instruction_chars=2_000,
         request_timeout_s=30.0,
         startup_timeout_s=120.0,
+        drain_s=0.0,
         api_keys=(),
+        api_keys_file=None,
         ensemble="embed_text",
         image_ensemble="embed_image",
     )
@@ -69,6 +71,27 @@ def test_api_keys_are_split_on_commas_and_blanks_dropped():
     assert Settings.from_env({"EPITHRE_API_KEYS": ""}).api_keys == ()
 
 
+def test_api_keys_file_is_merged_skipping_comments_and_blank_lines(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text("# rotated 2026-11\nk3\n\n  k2  \n#k4\n")
+    settings = Settings.from_env({"EPITHRE_API_KEYS": "k1,k2", "EPITHRE_API_KEYS_FILE": str(path)})
+    assert settings.api_keys == ("k1", "k2", "k3")
+
+
+def test_api_keys_file_alone_turns_authentication_on(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text("only\n")
+    assert Settings.from_env({"EPITHRE_API_KEYS_FILE": str(path)}).api_keys == ("only",)
+
+
+def test_missing_api_keys_file_raises_naming_the_variable(tmp_path):
+    missing = str(tmp_path / "absent")
+    with pytest.raises(
+        SettingsError, match=r"^EPITHRE_API_KEYS_FILE='.*absent': FileNotFoundError$"
+    ):
+        Settings.from_env({"EPITHRE_API_KEYS_FILE": missing})
+
+
 def test_api_keys_never_appear_in_repr():
     assert "secret" not in repr(Settings(api_keys=("secret",)))
 
@@ -80,6 +103,7 @@ def test_api_keys_never_appear_in_repr():
         ("EPITHRE_MAX_TEXT_ITEMS", "0"),
         ("EPITHRE_MAX_IMAGE_PIXELS", "-5"),
         ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
+        ("EPITHRE_DRAIN_S", "-0.5"),
     ],
 )
 def test_bad_value_raises_naming_the_variable(name, value):
