@@ -14,6 +14,10 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+# On a CPU a batch costs what its longest row costs: rows sorted by length and run in chunks
+# this tall, each cut to its own longest row, waste little on padding.
+CHUNK_ROWS = 16
+
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
@@ -25,6 +29,10 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_name = config["output"][0]["name"]
+        # Token-level outputs must keep the request's length; pooled ones can be cut shorter.
+        self.trim_padding = (
+            "attention_mask" in self.input_names and len(config["output"][0]["dims"]) == 1
+        )
 
     def execute(self, requests: list) -> list:
         # Triton merges only requests of equal shapes, so the batch concatenates cleanly.
@@ -34,7 +42,7 @@ class TritonPythonModel:
             )
             for name in self.input_names
         }
-        (embeddings,) = self.session.run([self.output_name], features)
+        embeddings = self._run(features)
         responses, start = [], 0
         for request in requests:
             rows = (
@@ -44,3 +52,19 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
             start += rows
         return responses
+
+    def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        if not self.trim_padding:
+            return self.session.run([self.output_name], features)[0]
+        lengths = features["attention_mask"].sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        embeddings = None
+        for start in range(0, len(order), CHUNK_ROWS):
+            rows = order[start : start + CHUNK_ROWS]
+            width = max(int(lengths[rows].max()), 1)
+            chunk = {name: value[rows, :width] for name, value in features.items()}
+            (part,) = self.session.run([self.output_name], chunk)
+            if embeddings is None:
+                embeddings = np.empty((len(order), *part.shape[1:]), dtype=part.dtype)
+            embeddings[rows] = part
+        return embeddings
