@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from tritonclient.grpc.aio import InferenceServerClient
 
-from gateway import routes
+from gateway import openapi, routes
 from gateway.access_log import AccessLogMiddleware
 from gateway.auth import APIKeys
 from gateway.embedder import Embedder, ModelFacts
@@ -28,6 +29,7 @@ from gateway.errors import (
 )
 from gateway.images import configure_pillow
 from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.request_id import RequestIDMiddleware
 from gateway.settings import Settings
 from gateway.triton import TritonEmbedder
@@ -51,8 +53,15 @@ async def wait_for_facts(embedder: Embedder, *, timeout_s: float) -> ModelFacts:
             await asyncio.sleep(RETRY_INTERVAL_S)
 
 
-def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
     """Build the gateway; an injected `embedder` (a fake in unit tests) replaces Triton.
+
+    `clock` times the rate limits; unit tests pass a fake one to step through minutes.
 
     Usage: `uvicorn.run(create_app(Settings.from_env()))`
     """
@@ -92,6 +101,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         "/health/live": (routes.live, ["GET"]),
         "/health/ready": (routes.ready, ["GET"]),
         "/metrics": (routes.metrics, ["GET"]),
+        "/openapi.json": (openapi.document, ["GET"]),
     }
     metrics = Metrics()
     app = Starlette(
@@ -111,5 +121,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.state.settings = settings
     app.state.api_keys = APIKeys(settings.api_keys)
     app.state.metrics = metrics
+    app.state.limiter = RateLimiter(
+        requests_per_minute=settings.rate_limit_rpm,
+        tokens_per_minute=settings.rate_limit_tpm,
+        clock=clock,
+    )
     app.state.draining = False  # set by DrainingServer on SIGTERM
     return app

@@ -9,6 +9,9 @@ from starlette.datastructures import Headers
 
 from gateway.errors import Unauthorized
 
+# No sha256 digest is empty, so the anonymous identity cannot collide with a key's.
+ANONYMOUS = b""
+
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
@@ -27,9 +30,14 @@ class APIKeys:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, headers: Headers) -> None:
+    def check(self, headers: Headers) -> bytes:
+        """Refuse a missing or unknown key; return the caller's identity for rate limits.
+
+        The identity is the key's sha256 digest, never the key itself, or ANONYMOUS when
+        authentication is off (every client then shares one budget).
+        """
         if not self._digests:
-            return
+            return ANONYMOUS
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
@@ -37,3 +45,4 @@ class APIKeys:
         presented = _digest(token.strip())
         if not any(hmac.compare_digest(presented, digest) for digest in self._digests):
             raise Unauthorized("invalid API key")
+        return presented

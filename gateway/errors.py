@@ -118,6 +118,24 @@ class BackendBusy(APIError):
         return {"Retry-After": "1"}
 
 
+class RateLimited(APIError):
+    """A key spent its requests or tokens per minute; `Retry-After` says when one more fits."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, *, retry_after: int, extra_headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.extra_headers = extra_headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after), **self.extra_headers}
+
+
 class BackendError(APIError):
     status = 502
     code = "backend_error"

@@ -33,8 +33,10 @@ def _json(value: object, *, status: int = 200) -> Response:
 
 async def embeddings(request: Request) -> Response:
     state = request.app.state
-    # Authentication comes first so an unauthenticated client cannot make us read 25 MB.
-    state.api_keys.check(request.headers)
+    # Authentication and the request budget come first, so neither an unauthenticated nor a
+    # rate-limited client can make us read 25 MB.
+    caller = state.api_keys.check(request.headers)
+    state.limiter.admit(caller)
     payload = await read_json(request, max_bytes=state.settings.max_body_bytes)
     body = parse_request(payload, facts=state.facts, settings=state.settings)
     texts_at, images_at = body.text_positions, body.image_positions
@@ -68,6 +70,9 @@ async def embeddings(request: Request) -> Response:
         truncated=truncated_count,
         images=len(images_at),
     )
+    # The real cost (usage.total_tokens is prompt_tokens) is known only now, so the answer is
+    # charged after the fact and an overdraft refuses the key's next request, not this one.
+    limit_headers = state.limiter.charge(caller, tokens=prompt_tokens)
     return Response(
         render_embeddings(
             vectors,
@@ -79,7 +84,7 @@ async def embeddings(request: Request) -> Response:
         ),
         media_type="application/json",
         # Two builds can share a served name; the fingerprint says which one made these vectors.
-        headers={FINGERPRINT_HEADER: state.facts.fingerprint},
+        headers={FINGERPRINT_HEADER: state.facts.fingerprint, **limit_headers},
     )
 
 

@@ -20,6 +20,10 @@ class SettingsError(ValueError):
 class Settings:
     """Everything the gateway can be told from outside; model facts come from Triton instead.
 
+    Rate limits (EPITHRE_RATE_LIMIT_RPM, EPITHRE_RATE_LIMIT_TPM) are counted in each gateway
+    replica's memory: with N replicas behind a load balancer a key may get up to N times its
+    limit. They are per replica unless a shared store is configured, and none exists yet.
+
     Usage: `Settings.from_env()` or `Settings(api_keys=("k",))` in tests.
     """
 
@@ -55,6 +59,12 @@ class Settings:
     # EPITHRE_API_KEYS_FILE: a file of bearer keys, one a line, `#` comments and blank lines
     # ignored; merged into api_keys by from_env (a file keeps keys out of the process listing).
     api_keys_file: str | None = None
+    # EPITHRE_RATE_LIMIT_RPM: requests per minute per API key (one shared anonymous budget
+    # when no keys are configured), per replica; 429 with Retry-After above; 0 = off.
+    rate_limit_rpm: int = 0
+    # EPITHRE_RATE_LIMIT_TPM: tokens per minute per API key (usage.total_tokens, charged after
+    # the answer, so an overdraft refuses the key's next request), per replica; 0 = off.
+    rate_limit_tpm: int = 0
     # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
     ensemble: str = "embed_text"
     # EPITHRE_IMAGE_ENSEMBLE: name of the Triton ensemble that embeds images.
@@ -96,6 +106,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or positive")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -126,6 +143,8 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "drain_s": _non_negative_float,
     "api_keys": _keys,
     "api_keys_file": str,
+    "rate_limit_rpm": _non_negative_int,
+    "rate_limit_tpm": _non_negative_int,
     "ensemble": str,
     "image_ensemble": str,
 }

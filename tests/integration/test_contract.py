@@ -170,3 +170,21 @@ def test_a_300_mb_chunked_body_is_answered_413_after_about_25_mb_with_flat_memor
         f"{stack.base_url}/v1/embeddings", json={"model": MODEL, "input": "masih hidup"}, timeout=60
     )
     assert follow_up.status_code == 200
+
+
+def test_a_rate_limited_key_gets_429_with_retry_after_while_another_key_is_served(stack):
+    settings = {"EPITHRE_API_KEYS": "key-a,key-b", "EPITHRE_RATE_LIMIT_RPM": "2"}
+    with gateway_process(stack.triton.grpc_url, **settings) as (_, url):
+        first = OpenAI(base_url=f"{url}/v1", api_key="key-a", max_retries=0)
+        other = OpenAI(base_url=f"{url}/v1", api_key="key-b", max_retries=0)
+        for _ in range(2):
+            first.embeddings.create(model=MODEL, input=["a"])
+        with pytest.raises(openai.RateLimitError) as info:
+            first.embeddings.create(model=MODEL, input=["a"])
+        assert int(info.value.response.headers["Retry-After"]) >= 1
+        assert len(other.embeddings.create(model=MODEL, input=["b"]).data) == 1
+
+
+def test_openapi_document_is_served(base_url):
+    document = httpx.get(f"{base_url}/openapi.json").json()
+    assert "/v1/embeddings" in document["paths"]

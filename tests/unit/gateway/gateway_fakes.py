@@ -6,8 +6,9 @@ import base64
 import dataclasses
 import io
 import struct
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -89,11 +90,14 @@ class FakeEmbedder:
 
 @contextmanager
 def serve(
-    embedder: FakeEmbedder | None = None, **settings: object
+    embedder: FakeEmbedder | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    **settings: object,
 ) -> Iterator[tuple[TestClient, FakeEmbedder]]:
     """Run the app's lifespan around a TestClient; `settings` override `Settings` fields."""
     embedder = embedder or FakeEmbedder()
-    app = create_app(Settings(**settings), embedder)
+    app = create_app(Settings(**settings), embedder, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, embedder
 
