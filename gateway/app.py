@@ -17,6 +17,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from gateway import openapi, routes
 from gateway.access_log import AccessLogMiddleware
 from gateway.auth import APIKeys
+from gateway.disconnect import ClientDisconnected, handle_disconnect
 from gateway.embedder import Embedder, ModelFacts
 from gateway.errors import (
     APIError,
@@ -113,6 +114,7 @@ def create_app(
         ],
         exception_handlers={
             APIError: handle_api_error,
+            ClientDisconnected: handle_disconnect,
             HTTPException: handle_http_exception,
             Exception: handle_unexpected,
         },

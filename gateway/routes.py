@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.body import read_json
+from gateway.disconnect import unless_disconnected
 from gateway.embedder import Embedder
 from gateway.encoding import render_embeddings
 from gateway.errors import (
@@ -43,7 +44,7 @@ async def embeddings(request: Request) -> Response:
     # All texts in one Triton request, every image in its own, all in flight at once.
     jobs = [_embed_texts(state.embedder, body, texts_at)] if texts_at else []
     jobs += [_embed_image(state.embedder, body, i) for i in images_at]
-    results = await asyncio.gather(*jobs, return_exceptions=True)
+    results = await unless_disconnected(request, asyncio.gather(*jobs, return_exceptions=True))
     # Errors surface in a fixed order (the text batch, then images by position), not by timing.
     for result in results:
         if isinstance(result, BaseException):

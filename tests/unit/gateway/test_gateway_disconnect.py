@@ -1,0 +1,70 @@
+"""A client that disconnects cancels the model call it was waiting for."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from gateway_fakes import FakeEmbedder
+
+from gateway import Settings, create_app
+
+
+class HangingEmbedder(FakeEmbedder):
+    """embed_texts waits forever; records whether it was cancelled."""
+
+    cancelled: bool = False
+
+    async def embed_texts(self, texts, *, instruction, truncate, dimensions):
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def _disconnecting_request(embedder: HangingEmbedder) -> list[dict]:
+    app = create_app(Settings(), embedder)
+    body = orjson.dumps({"model": "epithre-embed", "input": ["a"]})
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    gone = asyncio.Event()
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/embeddings",
+        "raw_path": b"/v1/embeddings",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+        "app": app,
+        "state": {},
+    }
+    async with app.router.lifespan_context(app):
+        call = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.sleep(0.05)
+        gone.set()
+        await asyncio.wait_for(call, timeout=5)
+    return sent
+
+
+def test_a_client_disconnect_cancels_the_model_call():
+    embedder = HangingEmbedder()
+    sent = asyncio.run(_disconnecting_request(embedder))
+    assert embedder.cancelled
+    assert sent[0]["status"] == 499
