@@ -23,17 +23,20 @@ def render_embeddings(
     encoding_format: EncodingFormat,
     model: str,
     prompt_tokens: int,
-    truncated_count: int,
+    truncated: list[bool],
 ) -> bytes:
     """Serialize rows of `vectors` in input order (`types[i]` "text" or "image") with `usage`.
 
+    `truncated[i]` says whether item i was cut (characters or tokens); each item carries it as an
+    extra field that OpenAI clients ignore, and `usage.truncated_count` counts them.
+
     Usage: `body = render_embeddings(v, types=["text"], encoding_format="float", model="m",
-    prompt_tokens=3, truncated_count=0)`
+    prompt_tokens=3, truncated=[False])`
     """
     rows = encode_rows(np.ascontiguousarray(vectors, dtype=WIRE_DTYPE), encoding_format)
     data = [
-        {"object": "embedding", "embedding": row, "index": i, "type": kind}
-        for i, (row, kind) in enumerate(zip(rows, types, strict=True))
+        {"object": "embedding", "embedding": row, "index": i, "type": kind, "truncated": cut}
+        for i, (row, kind, cut) in enumerate(zip(rows, types, truncated, strict=True))
     ]
     body = {
         "object": "list",
@@ -43,7 +46,7 @@ def render_embeddings(
             "prompt_tokens": prompt_tokens,
             "total_tokens": prompt_tokens,
             "image_count": types.count("image"),
-            "truncated_count": truncated_count,
+            "truncated_count": sum(truncated),
         },
     }
     # OPT_SERIALIZE_NUMPY writes each row in C, with no Python loop over the values.

@@ -81,7 +81,7 @@ async def embeddings(request: Request) -> Response:
             encoding_format=body.encoding_format,
             model=state.facts.served_model_name,
             prompt_tokens=prompt_tokens,
-            truncated_count=truncated_count,
+            truncated=truncated.tolist(),
         ),
         media_type="application/json",
         # Two builds can share a served name; the fingerprint says which one made these vectors.

@@ -71,6 +71,7 @@ def test_default_truncate_keeps_the_first_10000_characters_and_counts_it(base_ur
         f"{base_url}/v1/embeddings", json={"model": MODEL, "input": [text]}, timeout=60
     ).json()
     assert response["usage"]["truncated_count"] == 1
+    assert response["data"][0]["truncated"] is True
     head = httpx.post(
         f"{base_url}/v1/embeddings", json={"model": MODEL, "input": [text[:10_000]]}, timeout=60
     ).json()

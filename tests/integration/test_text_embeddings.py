@@ -101,6 +101,7 @@ def test_truncate_end_and_start_keep_different_ends_of_a_long_text(base_url):
     assert cosine(start_vectors[0], start_vectors[1]) >= 0.99999  # only the tail was kept
     assert cosine(end_vectors[0], start_vectors[0]) < 0.9
     assert end["usage"]["truncated_count"] == 2
+    assert [item["truncated"] for item in end["data"]] == [True, True]
     assert end["usage"]["prompt_tokens"] == 2 * 256
 
 

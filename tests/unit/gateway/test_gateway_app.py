@@ -39,6 +39,7 @@ def test_embeddings_response_has_the_contract_shape():
                 "embedding": body["data"][i]["embedding"],
                 "index": i,
                 "type": "text",
+                "truncated": False,
             }
             for i in range(2)
         ],

@@ -18,7 +18,7 @@ def render(encoding_format: str) -> dict:
             encoding_format=encoding_format,
             model="epithre-embed",
             prompt_tokens=7,
-            truncated_count=1,
+            truncated=[True, False],
         )
     )
 
@@ -33,12 +33,14 @@ def test_float_body_has_the_contract_shape_types_and_values():
                 "embedding": body["data"][0]["embedding"],
                 "index": 0,
                 "type": "text",
+                "truncated": True,
             },
             {
                 "object": "embedding",
                 "embedding": body["data"][1]["embedding"],
                 "index": 1,
                 "type": "image",
+                "truncated": False,
             },
         ],
         "model": "epithre-embed",
@@ -63,7 +65,7 @@ def test_big_endian_or_float64_input_is_sent_as_little_endian_float32():
             encoding_format="base64",
             model="m",
             prompt_tokens=0,
-            truncated_count=0,
+            truncated=[False] * len(VECTORS),
         )
     )
     decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
@@ -88,7 +90,7 @@ def quantized(encoding_format: str) -> list[list[int]]:
             encoding_format=encoding_format,
             model="m",
             prompt_tokens=0,
-            truncated_count=0,
+            truncated=[False, False],
         )
     )
     return [item["embedding"] for item in body["data"]]
