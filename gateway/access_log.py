@@ -10,7 +10,9 @@ import logging
 import time
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.asgi import StatusRecorder
 
 logger = logging.getLogger("gateway.access")
 # Handlers put their counts here (request.state.usage) once they know them.
@@ -31,24 +33,17 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500  # what the client gets if the app raises before starting a response
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, recorder)
         finally:
             state = scope.get("state", {})
             usage = state.get(USAGE_KEY, {})
             line = {
                 "method": scope["method"],
                 "path": scope["path"],
-                "status": status,
+                "status": recorder.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 "request_id": state.get("request_id"),
                 # Copied field by field so nothing else a handler stored can reach the log.

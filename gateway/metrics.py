@@ -12,7 +12,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.asgi import StatusRecorder
 
 # Latency buckets around what one batched embedding call costs, from milliseconds to the timeout.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -81,19 +83,12 @@ class MetricsMiddleware:
             return
         # Labelling by raw path would let any client create unbounded label values.
         path = scope["path"] if scope["path"] in self.paths else "other"
-        status = 500  # what the client gets if the app raises before starting a response
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, recorder)
         finally:
             self.metrics.in_flight.dec()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.requests.labels(path, str(recorder.status)).inc()
