@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from export import tensors
+from export.checkpoint import DEFAULT_INSTRUCTION_TEMPLATE
 from export.tensors import Tensor
 
 MAX_IMAGE_PIXELS = 40_000_000
@@ -18,7 +19,7 @@ class TextFacts:
     pooled_in_graph: bool
     max_tokens: int
     include_prompt: bool = True
-    instruction_template: str = "{instruction} "
+    instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
     pad_id: int = 0
     pad_to_max_tokens: bool = False  # SigLIP was trained on texts padded to its full length
 
