@@ -14,7 +14,7 @@ from torch import nn
 
 from export import tensors
 from export.facts import ImageFacts, TextFacts
-from export.graph import export_graph
+from export.graph import EAGER_ATTENTION, export_graph
 from export.parity import ParityReport, compare, cosine_rows, run_onnx
 from export.probes import PROBES, probe_images
 
@@ -80,7 +80,9 @@ class DualTower:
             SiglipImageProcessorPil,
         )
 
-        model = AutoModel.from_pretrained(checkpoint_dir, local_files_only=True).eval()
+        model = AutoModel.from_pretrained(
+            checkpoint_dir, local_files_only=True, attn_implementation=EAGER_ATTENTION
+        ).eval()
         tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True)
         processor_class = CLIPImageProcessorPil if kind == "clip" else SiglipImageProcessorPil
         processor = processor_class.from_pretrained(checkpoint_dir, local_files_only=True)

@@ -8,6 +8,9 @@ import torch
 from torch import nn
 
 OPSET = 17
+# SDPA traces to a softmax wrapped in NaN guards and mask arithmetic that ONNX Runtime cannot
+# fuse; the eager attention it can, and all-MiniLM-L6-v2 runs about 20% faster on a CPU for it.
+EAGER_ATTENTION = "eager"
 
 
 def export_graph(

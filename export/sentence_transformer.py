@@ -7,6 +7,7 @@ from pathlib import Path
 
 from export.checkpoint import Checkpoint
 from export.facts import TextFacts
+from export.graph import EAGER_ATTENTION
 from export.parity import ParityReport, check_sentence_transformer
 from export.probes import PROBES
 from export.text_tower import export_text_tower, graph_inputs
@@ -22,7 +23,12 @@ class SentenceTransformerTower:
     def load(cls, checkpoint_dir: Path, *, pool_in_graph: bool) -> SentenceTransformerTower:
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(str(checkpoint_dir), device="cpu", local_files_only=True)
+        model = SentenceTransformer(
+            str(checkpoint_dir),
+            device="cpu",
+            local_files_only=True,
+            model_kwargs={"attn_implementation": EAGER_ATTENTION},
+        )
         checkpoint = Checkpoint.of(checkpoint_dir, model)
         tokenizer = model.tokenizer
         names = list(tokenizer.model_input_names)
