@@ -14,6 +14,13 @@ from export.tensors import Tensor
 STRING = "TYPE_STRING"
 QUEUE_SIZE = 512
 MAX_IMAGES_PER_BATCH = 16
+# How the Python tower runs ONNX Runtime; docs/tuning.md says how to choose them.
+PYTHON_TOWER_TUNING = {
+    "intra_op_threads": 0,  # 0: one thread per core
+    # Spinning threads burn the cores that tokenization and the gateway share with the tower.
+    "allow_spinning": 0,
+    "chunk_rows": 8,
+}
 
 
 def _tensor(message_type, t: Tensor):
@@ -92,10 +99,15 @@ def _tower(
         max_batch_size=max_batch_size,
     )
     if backend == "onnxruntime":
+        # Triton's onnxruntime backend merges only requests of equal shapes: text_preprocess
+        # pads to length buckets so that concurrent requests can share a bucket.
         config.default_model_filename = "model.onnx"
         config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=1)
         return config
-    return _parameters(config, {"onnx_file": "model.onnx", "intra_op_threads": 0})
+    # The Python tower takes each request's tensors apart, so requests of any length can merge.
+    for tensor in config.input:
+        tensor.allow_ragged_batch = -1 in tensor.dims
+    return _parameters(config, {"onnx_file": "model.onnx", **PYTHON_TOWER_TUNING})
 
 
 def text_encoder(text: TextFacts, *, backend: str) -> mc.ModelConfig:
