@@ -1,4 +1,4 @@
-"""`python -m export [--checkpoint DIR] [--repository DIR]`: checkpoint -> Triton repository.
+"""`python -m export [--checkpoint DIR] [--repository DIR] [--variant V]`: checkpoint -> Triton.
 
 The default is the bundled all-MiniLM-L6-v2 text tower plus the demo vision tower.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from export.checkpoint import CheckpointError
 from export.parity import ParityError
 from export.repository import export_repository
+from export.variants import DEFAULT_MIN_COSINE, VARIANTS
 
 
 def default_checkpoint() -> Path:
@@ -51,6 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         help="fuse pooling into the ONNX graph (default) or pool in Triton's "
         "embed_postprocess on the graph's token embeddings",
     )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="fp32",
+        help="serve the text tower as exported (fp32, default), dynamically quantized for CPUs "
+        "(int8) or in half precision for GPUs (fp16, production config only)",
+    )
+    parser.add_argument(
+        "--min-cosine",
+        type=float,
+        default=DEFAULT_MIN_COSINE,
+        help="refuse an int8 or fp16 variant whose min cosine to the fp32 graph is lower "
+        "(default %(default)s); fp32 then stays served and the export exits 1",
+    )
     args = parser.parse_args(argv)
     try:
         report = export_repository(
@@ -58,11 +73,17 @@ def main(argv: list[str] | None = None) -> int:
             args.repository,
             pool_in_graph=args.pool_in == "graph",
             vision_dir=args.vision or (None if args.checkpoint else default_vision()),
+            variant=args.variant,
+            min_cosine=args.min_cosine,
         )
     except (ParityError, CheckpointError) as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
+    variant = report["variant"]
+    if not variant["published"]:
+        print(f"export: {args.variant} not published: {variant['reason']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from export import configs, tensors
+from export import configs, tensors, variants
 from export.checkpoint import CheckpointError
 from export.facts import ServedFacts
 
@@ -57,6 +57,8 @@ def _prepare(repository: Path, *, with_images: bool) -> None:
             dirs_exist_ok=True,
             ignore=shutil.ignore_patterns(*GENERATED, *skipped),
         )
+    # An fp16 graph from an earlier export would outlive the config that served it.
+    (repository / tensors.TEXT_ENCODER / "1" / variants.FP16_FILE).unlink(missing_ok=True)
     for model in IMAGE_MODELS if not with_images else ():
         for stale in (repository / model / "config.pbtxt", repository / model / "1" / "model.onnx"):
             stale.unlink(missing_ok=True)
@@ -68,6 +70,8 @@ def export_repository(
     *,
     pool_in_graph: bool = True,
     vision_dir: Path | None = None,
+    variant: str = "fp32",
+    min_cosine: float = variants.DEFAULT_MIN_COSINE,
 ) -> dict:
     """Export `checkpoint_dir` (+ a demo vision tower) into `repository`; ParityError on mismatch.
 
@@ -76,6 +80,8 @@ def export_repository(
     A sentence-transformers folder gives the text tower (and, with `vision_dir`, the project's
     demo vision tower beside it); a CLIP or SigLIP folder gives both towers.
     With `pool_in_graph=False` the text graph outputs token states and embed_postprocess pools.
+    `variant` int8 or fp16 is published only at `min_cosine` to the fp32 text graph or above
+    (the report's "variant" says which graph is served and why); the vision tower stays fp32.
     """
     from export import dual_tower
     from export.probes import PROBES
@@ -104,6 +110,10 @@ def export_repository(
     tokenizer_path = repository / tensors.TEXT_PREPROCESS / "1" / "tokenizer" / "tokenizer.json"
     tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
     source.tokenizer.backend_tokenizer.save(str(tokenizer_path))
+    with step(f"making the {variant} variant of the text tower"):
+        features = variants.text_features(source.tokenizer, text, variants.comparison_texts())
+        text_variant = variants.publish_variant(variant, text_onnx, features, threshold=min_cosine)
+    report["variant"] = text_variant.as_dict()
 
     image = None
     if kind is not None:
@@ -121,7 +131,9 @@ def export_repository(
             )
         report["image_parity_fp32"] = parity.as_dict()
 
+    production_onnx = text_onnx.with_name(text_variant.production_file)
     exported = [text_onnx, tokenizer_path] + ([image_onnx] if image else [])
+    exported += [production_onnx] if production_onnx != text_onnx else []
     served = ServedFacts(
         native_dimension=text.dimension,
         max_tokens=text.max_tokens,
@@ -130,7 +142,9 @@ def export_repository(
     )
     _write(repository, configs.text_preprocess(text))
     _write(repository, configs.text_encoder(text, backend="python"))
-    _write(repository, configs.text_encoder(text, backend="onnxruntime"), PRODUCTION_CONFIG)
+    production = configs.text_encoder(text, backend="onnxruntime")
+    production.default_model_filename = text_variant.production_file
+    _write(repository, production, PRODUCTION_CONFIG)
     _write(repository, configs.embed_postprocess(text))
     _write(repository, configs.embed_text(text, served))
     if image is not None:
