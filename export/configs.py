@@ -14,12 +14,13 @@ from export.tensors import Tensor
 STRING = "TYPE_STRING"
 QUEUE_SIZE = 512
 MAX_IMAGES_PER_BATCH = 16
+IMAGE_DECODERS = 2
 # How the Python tower runs ONNX Runtime; docs/tuning.md says how to choose them.
 PYTHON_TOWER_TUNING = {
     "intra_op_threads": 0,  # 0: one thread per core
     # Spinning threads burn the cores that tokenization and the gateway share with the tower.
     "allow_spinning": 0,
-    "chunk_rows": 8,
+    "chunk_rows": 4,
 }
 
 
@@ -130,6 +131,9 @@ def image_preprocess(image: ImageFacts) -> mc.ModelConfig:
         queue_delay_us=1000,
         max_batch_size=MAX_IMAGES_PER_BATCH,
     )
+    # Decoding and resizing is most of an image's cost and runs one image at a time in a stub:
+    # one instance per core lets images decode side by side (docs/tuning.md).
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=IMAGE_DECODERS)
     return _parameters(
         config,
         {
