@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 import httpx
 import pytest
 import tritonclient.grpc as grpcclient
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +43,55 @@ async def _single_text_requests(base_url: str, texts: list[str]) -> list[int]:
     return [r.status_code for r in responses]
 
 
+def _text(i: int, words: int) -> str:
+    return " ".join(WORDS[(i + j) % len(WORDS)] for j in range(words))
+
+
 def test_64_concurrent_single_text_requests_run_as_at_most_16_encoder_executions(stack):
-    texts = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(3 + i % 8)) for i in range(64)]
+    # 3 to 66 words: token lengths spread over several padding buckets, which merge all the same.
+    texts = [_text(i, 3 + i) for i in range(64)]
     inferences_before, executions_before = encoder_counts(stack.triton.grpc_url)
     statuses = asyncio.run(_single_text_requests(stack.base_url, texts))
     inferences_after, executions_after = encoder_counts(stack.triton.grpc_url)
     assert statuses == [200] * 64
     assert inferences_after - inferences_before == 64
     assert executions_after - executions_before <= 16
+
+
+def token_positions(metrics_url: str) -> dict[tuple[str, str], float]:
+    """(family, kind) -> count, for the encoder's and the preprocessor's token counters."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    return {
+        (family.name, sample.labels["kind"]): sample.value
+        for family in families
+        if family.name.endswith("_token_positions")
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("model", "text_encoder") == "text_encoder"
+    }
+
+
+def _prompt_tokens(base_url: str, texts: list[str]) -> int:
+    response = httpx.post(
+        f"{base_url}/v1/embeddings", json={"model": "epithre-embed", "input": texts}, timeout=60
+    )
+    return response.json()["usage"]["prompt_tokens"]
+
+
+def test_token_metrics_count_real_tokens_and_the_padding_computed(stack):
+    short, long = _text(0, 2), _text(1, 40)
+    short_tokens = _prompt_tokens(stack.base_url, [short])
+    long_tokens = _prompt_tokens(stack.base_url, [long])
+    before = token_positions(stack.triton.metrics_url)
+    _prompt_tokens(stack.base_url, [short, long])
+    after = token_positions(stack.triton.metrics_url)
+    delta = {key: after[key] - before.get(key, 0.0) for key in after}
+    real = short_tokens + long_tokens
+    # The tower runs both rows in one chunk cut to the longer one; the preprocessor hands on
+    # both padded to the next multiple of 16 tokens.
+    handed_on = 2 * (-(-long_tokens // 16) * 16)
+    assert delta[("epithre_encoder_token_positions", "real")] == real
+    assert delta[("epithre_encoder_token_positions", "padding")] == long_tokens - short_tokens
+    assert delta[("epithre_preprocess_token_positions", "real")] == real
+    assert delta[("epithre_preprocess_token_positions", "padding")] == handed_on - real

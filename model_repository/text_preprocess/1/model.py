@@ -29,6 +29,15 @@ class TritonPythonModel:
         self.pad_id = int(params["pad_id"])
         self.pad_to_max_tokens = params["pad_to_max_tokens"] == "true"
         self.feature_names = [o["name"] for o in config["output"] if o["name"].islower()]
+        # What a native onnxruntime tower computes: the padded tensors handed on as they are.
+        # The family must outlive its metrics, so the model holds on to it.
+        self.token_positions = pb_utils.MetricFamily(
+            name="epithre_preprocess_token_positions_total",
+            description="Token positions handed to the encoder: real tokens or padding",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self.real_tokens = self.token_positions.Metric(labels={"kind": "real"})
+        self.padding_tokens = self.token_positions.Metric(labels={"kind": "padding"})
 
     def execute(self, requests: list) -> list:
         results = [self._encode(request) for request in requests]
@@ -62,6 +71,9 @@ class TritonPythonModel:
 
     def _response(self, items: list, length: int):
         features = pad(items, length=length, pad_id=self.pad_id)
+        real = sum(len(e.ids) for e in items)
+        self.real_tokens.increment(real)
+        self.padding_tokens.increment(len(items) * length - real)
         outputs = [pb_utils.Tensor(name, features[name]) for name in self.feature_names]
         tokens = np.array([[len(e.ids)] for e in items], dtype=np.int32)
         truncated = np.array([[e.truncated] for e in items], dtype=np.bool_)
