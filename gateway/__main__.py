@@ -25,6 +25,7 @@ def main() -> None:
         http="httptools",
         # gateway.access_log writes one JSON line per request; uvicorn's would be a second one.
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
     )
     # The subclass's SIGTERM handler turns readiness 503 first, then chains to uvicorn's, which
     # stops accepting, drains in-flight requests and runs the lifespan shutdown.

@@ -54,6 +54,10 @@ class Settings:
     # EPITHRE_DRAIN_S: after SIGTERM, seconds of answering 503 on /health/ready while still
     # serving, so load balancers stop routing here before uvicorn stops accepting; 0 = none.
     drain_s: float = 0.0
+    # EPITHRE_KEEP_ALIVE_S: how long an idle client connection stays open. Longer than the
+    # idle timeout of the load balancer or client pool in front (AWS ALB 60 s, httpx 5 s), so
+    # that the client always closes first and never sends on a connection being closed.
+    keep_alive_s: float = 75.0
     # EPITHRE_API_KEYS: comma-separated bearer keys; empty turns authentication off.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # EPITHRE_API_KEYS_FILE: a file of bearer keys, one a line, `#` comments and blank lines
@@ -141,6 +145,7 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "request_timeout_s": _positive_float,
     "startup_timeout_s": _positive_float,
     "drain_s": _non_negative_float,
+    "keep_alive_s": _positive_float,
     "api_keys": _keys,
     "api_keys_file": str,
     "rate_limit_rpm": _non_negative_int,
