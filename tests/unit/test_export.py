@@ -132,3 +132,17 @@ def test_an_export_elsewhere_carries_the_python_models(exported):
     for model in ("text_preprocess", "text_encoder", "embed_postprocess"):
         assert (repo / model / "1" / "model.py").is_file()
     assert (repo / "embed_text" / "1").is_dir()
+
+
+def test_local_tower_merges_requests_of_any_length_and_production_only_equal_shapes(exported):
+    repo, _ = exported
+    local = _config(repo / "text_encoder" / "config.pbtxt")
+    production = _config(repo / "text_encoder" / "configs" / "production.pbtxt")
+    assert all(i.allow_ragged_batch for i in local.input)
+    assert not any(i.allow_ragged_batch for i in production.input)
+
+
+def test_postprocess_runs_each_request_as_it_comes_without_a_dynamic_batcher(exported):
+    repo, _ = exported
+    postprocess = _config(repo / "embed_postprocess" / "config.pbtxt")
+    assert not postprocess.HasField("dynamic_batching")

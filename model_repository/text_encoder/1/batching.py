@@ -1,4 +1,4 @@
-"""Rows of merged requests regrouped by token length, so little compute goes to padding.
+"""Rows of merged requests regrouped into chunks, so little compute goes to padding.
 
 On a CPU a batch costs what its longest row costs. The dynamic batcher hands the tower requests
 of different widths (ragged batching); their rows are sorted by length across requests and run in
@@ -31,7 +31,7 @@ def stack_ragged(arrays: list[np.ndarray]) -> np.ndarray:
 @dataclass(frozen=True)
 class Chunk:
     rows: np.ndarray  # indices into the merged batch
-    width: int  # the longest real row in the chunk
+    width: int | None  # the longest real row in the chunk; None: rows of one fixed shape
 
 
 def length_chunks(lengths: np.ndarray, *, chunk_rows: int) -> Iterator[Chunk]:
@@ -39,3 +39,8 @@ def length_chunks(lengths: np.ndarray, *, chunk_rows: int) -> Iterator[Chunk]:
     for start in range(0, len(order), chunk_rows):
         rows = order[start : start + chunk_rows]
         yield Chunk(rows=rows, width=max(int(lengths[rows].max()), 1))
+
+
+def row_chunks(count: int, *, chunk_rows: int) -> Iterator[Chunk]:
+    for start in range(0, count, chunk_rows):
+        yield Chunk(rows=np.arange(start, min(start + chunk_rows, count)), width=None)

@@ -8,12 +8,14 @@ image_encoder/1/model.py is a link to this file: the tower's tensors come from i
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
-from batching import length_chunks, stack_ragged
+from batching import Chunk, length_chunks, row_chunks, stack_ragged
 
 
 class TritonPythonModel:
@@ -25,9 +27,12 @@ class TritonPythonModel:
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", params["allow_spinning"]
         )
-        self.chunk_rows = int(params["chunk_rows"])
         path = Path(args["model_repository"]) / args["model_version"] / params["onnx_file"]
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.chunk_rows = int(params["chunk_rows"])
+        # Chunks run side by side on one session (ORT allows concurrent runs and releases the
+        # GIL): single-threaded runs on every core beat one run spread over the cores.
+        self.pool = ThreadPoolExecutor(int(params["parallel_chunks"]) or os.cpu_count() or 1)
         self.input_names = [i["name"] for i in config["input"]]
         self.output_name = config["output"][0]["name"]
         # Token-level outputs must keep the request's length; pooled ones can be cut shorter.
@@ -66,19 +71,25 @@ class TritonPythonModel:
         return responses
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        if not self.trim_padding:
-            return self.session.run([self.output_name], features)[0]
-        lengths = features["attention_mask"].sum(axis=1)
-        embeddings = None
-        computed = 0
-        for chunk in length_chunks(lengths, chunk_rows=self.chunk_rows):
-            inputs = {name: value[chunk.rows, : chunk.width] for name, value in features.items()}
-            (part,) = self.session.run([self.output_name], inputs)
-            if embeddings is None:
-                embeddings = np.empty((len(lengths), *part.shape[1:]), dtype=part.dtype)
+        count = len(features[self.input_names[0]])
+        if self.trim_padding:
+            lengths = features["attention_mask"].sum(axis=1)
+            chunks = list(length_chunks(lengths, chunk_rows=self.chunk_rows))
+            real = int(lengths.sum())
+            self.real_tokens.increment(real)
+            self.padding_tokens.increment(sum(len(c.rows) * c.width for c in chunks) - real)
+        else:
+            chunks = list(row_chunks(count, chunk_rows=self.chunk_rows))
+        parts = list(self.pool.map(lambda chunk: self._run_chunk(features, chunk), chunks))
+        embeddings = np.empty((count, *parts[0].shape[1:]), dtype=parts[0].dtype)
+        for chunk, part in zip(chunks, parts, strict=True):
             embeddings[chunk.rows] = part
-            computed += len(chunk.rows) * chunk.width
-        real = int(lengths.sum())
-        self.real_tokens.increment(real)
-        self.padding_tokens.increment(computed - real)
         return embeddings
+
+    def _run_chunk(self, features: dict[str, np.ndarray], chunk: Chunk) -> np.ndarray:
+        columns = slice(None) if chunk.width is None else slice(0, chunk.width)
+        inputs = {name: value[chunk.rows, columns] for name, value in features.items()}
+        return self.session.run([self.output_name], inputs)[0]
+
+    def finalize(self) -> None:
+        self.pool.shutdown()
