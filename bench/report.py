@@ -1,0 +1,230 @@
+"""docs/benchmarks.md from one run: tables, the issue's acceptance checks, the plot's link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.baselines import Throughput
+from bench.load import CONCURRENCY, Result
+
+OURS = "gateway+Triton"
+BATCHED = "64-text requests, sequential"
+SINGLES_64 = "single-text requests, 64 in flight"
+BURST_SEQUENTIAL = "burst of 10: sequential singles"
+BURST_BATCHED = "burst of 10: one batched request"
+BURST_GATHER = "burst of 10: asyncio.gather of singles"
+ISSUE_CEILING = "107-119"  # issue 5's in-process ONNX Runtime, sorted, batch 8-64
+CONTRACT_BURST_SPEEDUP = 3.3  # the contract's GPU table: 1.65 s sequential, 0.50 s batched
+
+
+@dataclass
+class Run:
+    command: str
+    machine: str
+    texts: int
+    mean_tokens: float
+    ceiling_by_batch: dict[int, Throughput]
+    ceiling_recheck: Throughput  # the best batch size again, at the end of the run
+    sentence_transformers: float
+    burst_in_process: tuple[float, float]  # seconds: 10 batches of 1, one batch of 10
+    results: list[Result]
+    token_positions: dict[str, float]  # real / padding, counted by the Python tower
+    memory_mib: tuple[float, float]  # gateway RSS after warm-up, after the sustained requests
+    sustained_requests: int
+    peak_mib: dict[str, float]
+    images: dict
+    image_results: list[Result]
+    peer_cosines: dict[str, float] = field(default_factory=dict)
+    peer_failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ceiling_batch(self) -> int:
+        return max(self.ceiling_by_batch, key=lambda b: self.ceiling_by_batch[b].items_per_s)
+
+    @property
+    def ceiling(self) -> Throughput:
+        """The better of the two passes: noise on a shared machine only ever lowers a ceiling."""
+        first = self.ceiling_by_batch[self.ceiling_batch]
+        return max(first, self.ceiling_recheck, key=lambda t: t.items_per_s)
+
+    def result(self, target: str, name: str) -> Result | None:
+        return next((r for r in self.results if r.target == target and r.name == name), None)
+
+    def ours(self, name: str) -> Result:
+        found = self.result(OURS, name)
+        assert found is not None, name
+        return found
+
+
+def acceptance(run: Run) -> list[tuple[str, str, float, bool]]:
+    """(criterion, target, measured, met) for each of issue 5's measured promises."""
+    ceiling = run.ceiling
+    batched = run.ours(BATCHED)
+    singles = run.ours(SINGLES_64)
+    peers = [r.items_per_s for r in run.results if r.target != OURS and r.name == BATCHED]
+    served_speedup = run.ours(BURST_SEQUENTIAL).seconds / run.ours(BURST_BATCHED).seconds
+    in_process_speedup = run.burst_in_process[0] / run.burst_in_process[1]
+    best_images = max(r.items_per_s for r in run.image_results)
+    growth = run.memory_mib[1] / run.memory_mib[0] - 1
+    rows = [
+        (
+            "64-text requests / ceiling, wall time",
+            ">= 0.80",
+            batched.items_per_s / ceiling.items_per_s,
+        ),
+        (
+            "ceiling CPU / served CPU (gateway + Triton) per text",
+            ">= 0.90",
+            ceiling.cpu_ms_per_item / batched.cpu_ms_per_item,
+        ),
+        (
+            "64-text requests / best infinity-emb engine",
+            ">= 1.20",
+            batched.items_per_s / max(peers) if peers else float("nan"),
+        ),
+        (
+            "singles at 64 in flight / 64-text requests",
+            ">= 0.85",
+            singles.items_per_s / batched.items_per_s,
+        ),
+        ("requests merged per encoder execution, singles at 64", ">= 8", singles.merged or 0.0),
+        ("burst speedup served / in-process", ">= 0.90", served_speedup / in_process_speedup),
+        (
+            "burst asyncio.gather / one batched request, time",
+            "<= 1.30",
+            run.ours(BURST_GATHER).seconds / run.ours(BURST_BATCHED).seconds,
+        ),
+        ("served images / in-process images", ">= 0.80", best_images / run.images["images_per_s"]),
+        (f"gateway RSS growth over {run.sustained_requests:,} requests", "<= 10%", growth * 100),
+    ]
+    return [(name, target, value, _met(target, value)) for name, target, value in rows]
+
+
+def _met(target: str, value: float) -> bool:
+    bound = float(target.split()[1].rstrip("%"))
+    return value >= bound if target.startswith(">=") else value <= bound
+
+
+def _throughput_rows(run: Run, results: list[Result], ceiling: float) -> list[str]:
+    rows = []
+    for r in results:
+        merged = f"{r.merged:.1f}" if r.merged is not None else ""
+        cpu = f"{r.cpu_ms_per_item:.1f}" if r.cpu_seconds else ""
+        rows.append(
+            f"| {r.target}: {r.name} | {r.items_per_s:.1f} | {r.items_per_s / ceiling:.2f} "
+            f"| {r.percentile(50):.0f} | {r.percentile(95):.0f} | {r.percentile(99):.0f} "
+            f"| {cpu} | {merged} |"
+        )
+    return rows
+
+
+def render(run: Run, *, plot: str) -> str:
+    ceiling = run.ceiling
+    header = (
+        "| configuration | items/s | ratio to ceiling | p50 ms | p95 ms | p99 ms "
+        "| server CPU ms/item | merged per execution |"
+    )
+    rule = "|---|---|---|---|---|---|---|---|"
+    text_results = [r for r in run.results if not r.name.startswith("burst")]
+    bursts = [r for r in run.results if r.name.startswith("burst")]
+    real, padding = run.token_positions["real"], run.token_positions["padding"]
+    singles_s, batch_s = run.burst_in_process
+    served_sequential = run.ours(BURST_SEQUENTIAL).seconds
+    served_batched = run.ours(BURST_BATCHED).seconds
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `{run.command}`, one run on {run.machine}. The load generator shares the",
+        "machine with the servers; every figure is also a ratio to the in-process ONNX Runtime",
+        "ceiling measured in the same run: compare ratios across machines, not absolute numbers.",
+        f"Corpus: `bench/corpus.py`, {run.texts:,} seeded Indonesian sentences of 10-80 words,",
+        f"{run.mean_tokens:.0f} WordPiece tokens on average; images: `bench/images.py`. Model: the",
+        "default export (all-MiniLM-L6-v2 and the demo vision tower).",
+        "",
+        "## Issue 5's acceptance, measured in this run",
+        "",
+        "| criterion | target | measured | met |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {target} | {value:.2f} | {'yes' if met else 'NO'} |"
+            for name, target, value, met in acceptance(run)
+        ),
+        "",
+        "## Text",
+        "",
+        f"Ceiling: ONNX Runtime in-process on the served model.onnx, texts sorted by length, all "
+        f"cores, tokenizing included: **{ceiling.items_per_s:.1f} texts/s** at batch "
+        f"{run.ceiling_batch} ({ceiling.cpu_ms_per_item:.1f} CPU ms/text; issue 5 measured "
+        f"{ISSUE_CEILING} texts/s on its corpus and machine). By batch size: "
+        + ", ".join(f"{b}: {t.items_per_s:.0f}" for b, t in run.ceiling_by_batch.items())
+        + f"; the best batch again at the end of the run: {run.ceiling_recheck.items_per_s:.0f}.",
+        "",
+        header,
+        rule,
+        f"| ceiling: ONNX Runtime in-process, sorted, batch {run.ceiling_batch} "
+        f"| {ceiling.items_per_s:.1f} | 1.00 | | | "
+        f"| {ceiling.cpu_ms_per_item:.1f} (in-process) | |",
+        f"| sentence-transformers in-process, batch 32 | {run.sentence_transformers:.1f} "
+        f"| {run.sentence_transformers / ceiling.items_per_s:.2f} | | | | | |",
+        *_throughput_rows(run, text_results, ceiling.items_per_s),
+        "",
+        f"![throughput against requests in flight]({plot})",
+        "",
+        f"Padding: the tower computed {real + padding:,.0f} token positions for {real:,.0f} real "
+        f"tokens over the whole run (real / computed = {real / max(real + padding, 1):.2f}).",
+        "Peers: "
+        + (
+            "; ".join(
+                [
+                    f"infinity-emb {e}: min cosine {c:.4f} to our vectors"
+                    for e, c in run.peer_cosines.items()
+                ]
+                + [f"infinity-emb {e} not measured: {why}" for e, why in run.peer_failures.items()]
+            )
+            or "none"
+        )
+        + ".",
+        "",
+        "## The contract's burst of 10 texts",
+        "",
+        header,
+        rule,
+        *_throughput_rows(run, bursts, ceiling.items_per_s),
+        "",
+        f"Served: sequential {served_sequential * 1000:.0f} ms, "
+        f"batched {served_batched * 1000:.0f} ms, "
+        f"speedup {served_sequential / served_batched:.2f}x. In-process ONNX Runtime: 10 batches "
+        f"of 1 {singles_s * 1000:.0f} ms, one batch of 10 {batch_s * 1000:.0f} ms, speedup "
+        f"{singles_s / batch_s:.2f}x. The contract's {CONTRACT_BURST_SPEEDUP}x was measured on a "
+        "GPU, where a batch is nearly free; on CPU cores compute bounds the gain.",
+        "",
+        "## Images",
+        "",
+        "In-process: Triton's own preprocessing code, then ONNX Runtime on the served image "
+        "tower: "
+        f"**{run.images['images_per_s']:.1f} images/s** at batch {run.images['batch']} "
+        f"(preprocessing alone {run.images['preprocess_ms']:.1f} ms per image; images average "
+        f"{run.images['mean_bytes'] / 1024:.0f} KiB).",
+        "",
+        header,
+        rule,
+        *_throughput_rows(run, run.image_results, run.images["images_per_s"]),
+        "",
+        "## Memory",
+        "",
+        f"Gateway RSS {run.memory_mib[0]:.0f} MiB after warm-up and {run.memory_mib[1]:.0f} MiB "
+        f"after {run.sustained_requests:,} more single-text requests at 64 in flight. Peak "
+        "resident memory over the run: "
+        + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in run.peak_mib.items())
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def concurrency_series(run: Run) -> dict[str, dict[int, float]]:
+    series: dict[str, dict[int, float]] = {}
+    for c in CONCURRENCY:
+        for r in run.results:
+            if r.name == f"single-text requests, {c} in flight":
+                series.setdefault(r.target, {})[c] = r.items_per_s
+    return series
