@@ -100,11 +100,12 @@ def served(
     }
 
 
-def peers(texts: list[str], reference: np.ndarray, workdir: Path) -> tuple[list, dict, dict]:
+def peers(texts: list[str], reference: np.ndarray, workdir: Path) -> tuple[list, dict, dict, dict]:
     """infinity-emb's engines on the same requests, each checked against our vectors first."""
-    results, cosines, failures = [], {}, {}
+    results, cosines, failures, peak = [], {}, {}, {}
     if not infinity.VENV.exists():
-        return results, cosines, {e: "no peer venv (make bench-peers)" for e in infinity.ENGINES}
+        missing = {e: f"no {infinity.VENV} (make bench installs it)" for e in infinity.ENGINES}
+        return results, cosines, missing, peak
     for engine in infinity.ENGINES:
         # A peer that fails to start or answers wrong vectors is reported, not timed.
         try:
@@ -118,9 +119,10 @@ def peers(texts: list[str], reference: np.ndarray, workdir: Path) -> tuple[list,
                     cpu_seconds=lambda pid=peer.pid: cpu_seconds(process_tree(pid)),
                 )
                 results += asyncio.run(text_patterns(target, texts))
+                peak[f"infinity-emb {engine}"] = peak_rss_mib(process_tree(peer.pid))
         except (RuntimeError, TimeoutError, ValueError) as error:
             failures[engine] = str(error).splitlines()[0]
-    return results, cosines, failures
+    return results, cosines, failures, peak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     image_ceiling = in_process_images(pictures, DEFAULT_REPOSITORY)
     with tempfile.TemporaryDirectory() as workdir:
         ours = served(texts, burst, pictures, Path(workdir) / "ours", sustained_n=args.sustained)
-        peer_results, cosines, failures = peers(texts, reference, Path(workdir) / "peers")
+        peer_results, cosines, failures, peer_peak = peers(
+            texts, reference, Path(workdir) / "peers"
+        )
     ordered = sorted(texts, key=ceiling.tokens)
     run = Run(
         command=COMMAND,
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         token_positions=ours["token_positions"],
         memory_mib=ours["memory_mib"],
         sustained_requests=args.sustained,
-        peak_mib=ours["peak_mib"],
+        peak_mib={**ours["peak_mib"], **peer_peak},
         images=image_ceiling,
         image_results=ours["image_results"],
         peer_cosines=cosines,

@@ -15,7 +15,14 @@ STRING = "TYPE_STRING"
 QUEUE_SIZE = 512
 MAX_IMAGES_PER_BATCH = 16
 IMAGE_DECODERS = 2
+# NO_BATCHER: the models whose executions take a few milliseconds (tokenizing, decoding,
+# normalizing) run each request as it comes. Behind Triton's dynamic batcher, requests that
+# reached them while their instance was busy sometimes waited for the batcher's default wake-up,
+# 500 ms, when no later request came to wake it: a burst of 10 concurrent texts took 700 ms
+# instead of 220. The towers keep the batcher: merging is their job, and their executions are
+# long enough that it was never seen to miss one.
 # How the Python tower runs ONNX Runtime; docs/tuning.md says how to choose them.
+PYTHON_TOWER_INSTANCES = 2
 PYTHON_TOWER_TUNING = {
     # Chunks of rows run side by side, one per core (0), each on one ONNX Runtime thread.
     "parallel_chunks": 0,
@@ -77,7 +84,7 @@ def text_preprocess(text: TextFacts) -> mc.ModelConfig:
         backend="python",
         inputs=inputs,
         outputs=outputs,
-        queue_delay_us=1000,
+        queue_delay_us=None,  # see NO_BATCHER
     )
     return _parameters(
         config,
@@ -113,6 +120,9 @@ def _tower(
     # The Python tower takes each request's tensors apart, so requests of any length can merge.
     for tensor in config.input:
         tensor.allow_ragged_batch = -1 in tensor.dims
+    # A second instance takes what arrives while the first computes. With one, the batcher
+    # sometimes slept its default 500 ms instead of starting when the instance came free.
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=PYTHON_TOWER_INSTANCES)
     return _parameters(config, {"onnx_file": "model.onnx", **PYTHON_TOWER_TUNING})
 
 
@@ -133,7 +143,7 @@ def image_preprocess(image: ImageFacts) -> mc.ModelConfig:
         backend="python",
         inputs=[_string(tensors.IMAGE)],
         outputs=[tensors.pixel_values(image.image_size)],
-        queue_delay_us=1000,
+        queue_delay_us=None,  # see NO_BATCHER
         max_batch_size=MAX_IMAGES_PER_BATCH,
     )
     # Decoding and resizing is most of an image's cost and runs one image at a time in a stub:
@@ -173,10 +183,7 @@ def embed_postprocess(text: TextFacts) -> mc.ModelConfig:
         backend="python",
         inputs=_postprocess_inputs(text),
         outputs=[Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,))],
-        # No dynamic batcher: requests that reached it while the instance was busy sometimes
-        # waited for its default wake-up, 500 ms, when no later request came to wake it (seen
-        # as ~500 ms steps in a burst of 10 concurrent texts). Normalizing needs no batch.
-        queue_delay_us=None,
+        queue_delay_us=None,  # see NO_BATCHER
     )
     return _parameters(config, {"native_dimension": text.dimension, "pooling": text.pooling})
 
