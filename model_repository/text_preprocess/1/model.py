@@ -1,4 +1,4 @@
-"""Triton shell around tokenization.py: one execute() pads the whole merged batch to one length."""
+"""Triton shell around tokenization.py: one execute() pads all the texts it gets to one length."""
 
 from __future__ import annotations
 
