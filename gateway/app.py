@@ -84,6 +84,7 @@ def create_app(
             ensemble=settings.ensemble,
             image_ensemble=settings.image_ensemble,
             timeout_s=settings.request_timeout_s,
+            text_parts=settings.text_parts,
         )
         try:
             app.state.facts = await wait_for_facts(active, timeout_s=settings.startup_timeout_s)

@@ -54,6 +54,9 @@ class Settings:
     # EPITHRE_DRAIN_S: after SIGTERM, seconds of answering 503 on /health/ready while still
     # serving, so load balancers stop routing here before uvicorn stops accepting; 0 = none.
     drain_s: float = 0.0
+    # EPITHRE_TEXT_PARTS: a request's texts go to Triton as this many requests of similar cost,
+    # so that the tower's instances (two in the default export) share them.
+    text_parts: int = 2
     # EPITHRE_KEEP_ALIVE_S: how long an idle client connection stays open. Longer than the
     # idle timeout of the load balancer or client pool in front (AWS ALB 60 s, httpx 5 s), so
     # that the client always closes first and never sends on a connection being closed.
@@ -146,6 +149,7 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "startup_timeout_s": _positive_float,
     "drain_s": _non_negative_float,
     "keep_alive_s": _positive_float,
+    "text_parts": _positive_int,
     "api_keys": _keys,
     "api_keys_file": str,
     "rate_limit_rpm": _non_negative_int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -101,6 +102,16 @@ def _modalities(parameters: Mapping[str, Any]) -> set[str]:
     return {m.strip() for m in raw.split(",")}
 
 
+def length_groups(texts: list[str], parts: int) -> list[np.ndarray]:
+    """Indices of `texts` dealt by length into at most `parts` groups of similar cost.
+
+    Dealt in turn from the length order rather than cut into ranges: the instances that run the
+    parts finish together, and each part still spans lengths its tower sorts into chunks.
+    """
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    return [order[start::parts] for start in range(min(parts, len(texts)))]
+
+
 def _bytes_input(name: str, values: list[str]) -> InferInput:
     tensor = InferInput(name, [len(values), 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[v.encode()] for v in values], dtype=np.object_))
@@ -120,8 +131,10 @@ class TritonEmbedder:
         ensemble: str,
         image_ensemble: str,
         timeout_s: float,
+        text_parts: int = 1,
     ) -> None:
         self._client = client
+        self._text_parts = text_parts
         self._ensemble = ensemble
         self._image_ensemble = image_ensemble
         self._timeout_s = timeout_s
@@ -142,6 +155,55 @@ class TritonEmbedder:
         truncate: TruncateMode,
         dimensions: int,
         timeout_s: float | None = None,
+    ) -> TextEmbeddings:
+        """All texts as `text_parts` Triton requests of similar cost, answered in input order.
+
+        Parts let the tower's instances share one request's texts; lengths are counted in
+        characters, since the gateway never tokenizes.
+        """
+        groups = length_groups(texts, self._text_parts)
+        if len(groups) <= 1:
+            return await self._embed(texts, instruction, truncate, dimensions, timeout_s)
+        parts = await asyncio.gather(
+            *(
+                self._embed_group(texts, group, instruction, truncate, dimensions, timeout_s)
+                for group in groups
+            )
+        )
+        vectors = np.empty((len(texts), parts[0].vectors.shape[1]), dtype=np.float32)
+        tokens = np.empty(len(texts), dtype=parts[0].tokens.dtype)
+        truncated = np.empty(len(texts), dtype=bool)
+        for group, part in zip(groups, parts, strict=True):
+            vectors[group], tokens[group], truncated[group] = (
+                part.vectors,
+                part.tokens,
+                part.truncated,
+            )
+        return TextEmbeddings(vectors=vectors, tokens=tokens, truncated=truncated)
+
+    async def _embed_group(
+        self,
+        texts: list[str],
+        group: np.ndarray,
+        instruction: str,
+        truncate: TruncateMode,
+        dimensions: int,
+        timeout_s: float | None,
+    ) -> TextEmbeddings:
+        try:
+            return await self._embed(
+                [texts[i] for i in group], instruction, truncate, dimensions, timeout_s
+            )
+        except TokenLimitExceeded as exc:
+            raise exc.at(int(group[exc.item])) from exc
+
+    async def _embed(
+        self,
+        texts: list[str],
+        instruction: str,
+        truncate: TruncateMode,
+        dimensions: int,
+        timeout_s: float | None,
     ) -> TextEmbeddings:
         n = len(texts)
         dims = InferInput(DIMENSIONS, [n, 1], "INT32")

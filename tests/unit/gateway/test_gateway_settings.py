@@ -23,6 +23,7 @@ def test_defaults_match_the_contract():
         startup_timeout_s=120.0,
         drain_s=0.0,
         keep_alive_s=75.0,
+        text_parts=2,
         api_keys=(),
         api_keys_file=None,
         ensemble="embed_text",
@@ -106,6 +107,7 @@ def test_api_keys_never_appear_in_repr():
         ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
         ("EPITHRE_DRAIN_S", "-0.5"),
         ("EPITHRE_KEEP_ALIVE_S", "0"),
+        ("EPITHRE_TEXT_PARTS", "0"),
     ],
 )
 def test_bad_value_raises_naming_the_variable(name, value):

@@ -319,3 +319,55 @@ def test_real_client_past_its_deadline_is_504():
         port = listener.getsockname()[1]
         with pytest.raises(BackendTimeout):
             asyncio.run(_facts_from(f"127.0.0.1:{port}", timeout_s=0.3))
+
+
+class LengthEchoClient(StubClient):
+    """Answers each text with a vector holding its length, and 3 tokens per character."""
+
+    async def infer(self, model_name, inputs, outputs=None, client_timeout=None):
+        self.calls.append({"inputs": inputs})
+        texts = [t.decode() for t in deserialize_bytes_tensor(inputs[0]._get_content())]
+        if any(len(t) > 6 for t in texts):
+            over = next(i for i, t in enumerate(texts) if len(t) > 6)
+            raise InferenceServerException(
+                f"TOKEN_LIMIT_EXCEEDED item={over} tokens=99 limit=20", status="400"
+            )
+        n = len(texts)
+        return StubResult(
+            {
+                "EMBEDDING": np.array([[len(t), 0] for t in texts], dtype=np.float32),
+                "TOKENS": np.array([[3 * len(t)] for t in texts], dtype=np.int32),
+                "TRUNCATED": np.zeros((n, 1), dtype=bool),
+            }
+        )
+
+
+def _parted(client: StubClient) -> TritonEmbedder:
+    return TritonEmbedder(
+        client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=30.0, text_parts=2
+    )  # type: ignore[arg-type]
+
+
+def test_texts_are_dealt_by_length_into_two_parts_and_come_back_in_input_order():
+    client = LengthEchoClient()
+    texts = ["aaaa", "b", "cccccc", "dd"]
+    result = asyncio.run(
+        _parted(client).embed_texts(texts, instruction="", truncate="END", dimensions=0)
+    )
+    sent = [
+        [t.decode() for t in deserialize_bytes_tensor(c["inputs"][0]._get_content())]
+        for c in client.calls
+    ]
+    assert sorted(sent) == [["b", "aaaa"], ["dd", "cccccc"]]
+    assert result.vectors[:, 0].tolist() == [4, 1, 6, 2]
+    assert result.tokens.tolist() == [12, 3, 18, 6]
+
+
+def test_a_token_limit_in_a_part_names_the_item_in_the_whole_request():
+    with pytest.raises(TokenLimitExceeded) as raised:
+        asyncio.run(
+            _parted(LengthEchoClient()).embed_texts(
+                ["a", "toolongtext", "bb", "c"], instruction="", truncate="NONE", dimensions=0
+            )
+        )
+    assert raised.value.item == 1
