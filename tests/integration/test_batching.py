@@ -6,6 +6,7 @@ import asyncio
 import urllib.request
 
 import httpx
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from prometheus_client.parser import text_string_to_metric_families
@@ -72,19 +73,27 @@ def token_positions(metrics_url: str) -> dict[tuple[str, str], float]:
     }
 
 
-def _prompt_tokens(base_url: str, texts: list[str]) -> int:
-    response = httpx.post(
-        f"{base_url}/v1/embeddings", json={"model": "epithre-embed", "input": texts}, timeout=60
-    )
-    return response.json()["usage"]["prompt_tokens"]
+def _ensemble_tokens(grpc_url: str, texts: list[str]) -> list[int]:
+    """One Triton request for all `texts` (the gateway would split them), tokens per text."""
+    inputs = []
+    for name, values in (
+        ("TEXT", texts),
+        ("INSTRUCTION", [""] * len(texts)),
+        ("TRUNCATE", ["END"] * len(texts)),
+    ):
+        tensor = grpcclient.InferInput(name, [len(texts), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[v.encode()] for v in values], dtype=np.object_))
+        inputs.append(tensor)
+    dims = grpcclient.InferInput("DIMENSIONS", [len(texts), 1], "INT32")
+    dims.set_data_from_numpy(np.zeros((len(texts), 1), dtype=np.int32))
+    result = grpcclient.InferenceServerClient(grpc_url).infer("embed_text", [*inputs, dims])
+    return result.as_numpy("TOKENS").reshape(-1).tolist()
 
 
 def test_token_metrics_count_real_tokens_and_the_padding_computed(stack):
     short, long = _text(0, 2), _text(1, 40)
-    short_tokens = _prompt_tokens(stack.base_url, [short])
-    long_tokens = _prompt_tokens(stack.base_url, [long])
     before = token_positions(stack.triton.metrics_url)
-    _prompt_tokens(stack.base_url, [short, long])
+    short_tokens, long_tokens = _ensemble_tokens(stack.triton.grpc_url, [short, long])
     after = token_positions(stack.triton.metrics_url)
     delta = {key: after[key] - before.get(key, 0.0) for key in after}
     real = short_tokens + long_tokens
