@@ -8,13 +8,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 from tritonclient.grpc.aio import InferenceServerClient
 
-from gateway import openapi, routes
 from gateway.access_log import AccessLogMiddleware
 from gateway.auth import APIKeys
 from gateway.disconnect import ClientDisconnected, handle_disconnect
@@ -30,10 +30,15 @@ from gateway.errors import (
 )
 from gateway.images import configure_pillow
 from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.openapi import build_document
+from gateway.protocol import Limits
 from gateway.ratelimit import RateLimiter
 from gateway.request_id import RequestIDMiddleware
+from gateway.routes import ENDPOINTS
+from gateway.service import EmbeddingService
 from gateway.settings import Settings
 from gateway.triton import TritonEmbedder
+from gateway.validation import request_type
 
 logger = logging.getLogger("gateway")
 RETRY_INTERVAL_S = 0.5
@@ -68,7 +73,6 @@ def create_app(
     """
     if settings is None:
         settings = Settings.from_env()
-    configure_pillow(max_pixels=settings.max_image_pixels)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -81,37 +85,37 @@ def create_app(
         owned = embedder is None
         active = embedder or TritonEmbedder(
             InferenceServerClient(settings.triton_url),
+            timeout_s=settings.request_timeout_s,
             ensemble=settings.ensemble,
             image_ensemble=settings.image_ensemble,
-            timeout_s=settings.request_timeout_s,
-            text_parts=settings.text_parts,
         )
         try:
-            app.state.facts = await wait_for_facts(active, timeout_s=settings.startup_timeout_s)
+            facts = await wait_for_facts(active, timeout_s=settings.startup_timeout_s)
+            # The request's checks, the OpenAPI document and Pillow's bomb guard all follow
+            # this deployment's limits and the served model's facts.
+            limits = Limits.of(settings, facts)
+            if facts.supports_images:
+                configure_pillow(max_pixels=facts.max_image_pixels)
+            app.state.facts = facts
+            app.state.request_type = request_type(limits)
+            app.state.openapi = orjson.dumps(build_document(limits))
             app.state.embedder = active
-            logger.info(
-                "serving %s (%s)", app.state.facts.served_model_name, app.state.facts.fingerprint
-            )
+            app.state.service = EmbeddingService(active, text_parts=facts.text_tower_instances)
+            logger.info("serving %s (%s)", facts.served_model_name, facts.fingerprint)
             yield
         finally:
             if owned:
                 await active.close()
 
-    paths = {
-        "/v1/embeddings": (routes.embeddings, ["POST"]),
-        "/v1/models": (routes.models, ["GET"]),
-        "/health/live": (routes.live, ["GET"]),
-        "/health/ready": (routes.ready, ["GET"]),
-        "/metrics": (routes.metrics, ["GET"]),
-        "/openapi.json": (openapi.document, ["GET"]),
-    }
     metrics = Metrics()
     app = Starlette(
-        routes=[Route(path, func, methods=methods) for path, (func, methods) in paths.items()],
+        routes=[Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS],
         middleware=[
             Middleware(RequestIDMiddleware),
             Middleware(AccessLogMiddleware),
-            Middleware(MetricsMiddleware, metrics=metrics, paths=frozenset(paths)),
+            Middleware(
+                MetricsMiddleware, metrics=metrics, paths=frozenset(e.path for e in ENDPOINTS)
+            ),
         ],
         exception_handlers={
             APIError: handle_api_error,

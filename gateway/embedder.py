@@ -1,24 +1,39 @@
-"""The small protocol the HTTP layer depends on, so unit tests can pass a fake backend."""
+"""The small protocol the request path depends on, so unit tests can pass a fake backend."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
-TruncateMode = Literal["END", "START", "NONE"]
+from model_repository import wire
 
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What the served model is, as the ensemble's config `parameters` declare it."""
+    """What Triton serves, as the loaded configs declare it (read once at start-up)."""
 
     served_model_name: str
     native_dimension: int
     max_tokens: int
     fingerprint: str
     supports_images: bool = False
+    # The image preprocess's bomb guard, which the gateway applies from the header first.
+    max_image_pixels: int = 0
+    # Instances of the text tower: a request's texts go as this many Triton requests.
+    text_tower_instances: int = 1
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How to embed: the same for every item of one API request."""
+
+    dimensions: int = wire.NATIVE_DIMENSIONS
+    instruction: str = ""  # "" = none; texts only
+    truncate: str = wire.TRUNCATE_END
+    timeout_s: float | None = None  # None = the embedder's own deadline
 
 
 @dataclass(frozen=True)
@@ -35,16 +50,11 @@ class Embedder(Protocol):
 
     async def facts(self) -> ModelFacts: ...
 
-    async def embed_texts(
-        self,
-        texts: list[str],
-        *,
-        instruction: str,
-        truncate: TruncateMode,
-        dimensions: int,
-    ) -> TextEmbeddings: ...
+    async def embed_texts(self, texts: Sequence[str], options: EmbedOptions) -> TextEmbeddings:
+        """Texts as one backend request; a per-item error names the row in `texts`."""
+        ...
 
-    async def embed_image(self, image: bytes, *, dimensions: int) -> np.ndarray:
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
         """One encoded image file -> its L2-normalized float32 [d] vector."""
         ...
 

@@ -1,4 +1,8 @@
-"""The response body of POST /v1/embeddings, in any `encoding_format`."""
+"""The response body of POST /v1/embeddings, in any `encoding_format`.
+
+Rendered straight from numpy with orjson: building the declared `EmbeddingResponse` objects for
+64 x 384 floats would cost far more. Tests validate these bodies against the declaration.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import base64
 import numpy as np
 import orjson
 
-from gateway.schema import EncodingFormat
+from gateway.protocol import EncodingFormat
+from gateway.service import Embeddings
 
 # OpenAI clients decode base64 embeddings as little-endian float32 (numpy dtype "<f4").
 WIRE_DTYPE = np.dtype("<f4")
@@ -16,37 +21,28 @@ WIRE_DTYPE = np.dtype("<f4")
 INT8_SCALE = 127
 
 
-def render_embeddings(
-    vectors: np.ndarray,
-    *,
-    types: list[str],
-    encoding_format: EncodingFormat,
-    model: str,
-    prompt_tokens: int,
-    truncated: list[bool],
-) -> bytes:
-    """Serialize rows of `vectors` in input order (`types[i]` "text" or "image") with `usage`.
+def render_embeddings(result: Embeddings, *, encoding_format: EncodingFormat, model: str) -> bytes:
+    """Serialize `result`'s rows in input order, each with its type and truncated flag, and usage.
 
-    `truncated[i]` says whether item i was cut (characters or tokens); each item carries it as an
-    extra field that OpenAI clients ignore, and `usage.truncated_count` counts them.
+    `truncated` is an extra field on each item that OpenAI clients ignore; `usage.truncated_count`
+    counts the items that have it set. usage.total_tokens is prompt_tokens: nothing is generated.
 
-    Usage: `body = render_embeddings(v, types=["text"], encoding_format="float", model="m",
-    prompt_tokens=3, truncated=[False])`
+    Usage: `body = render_embeddings(result, encoding_format="float", model="epithre-embed")`
     """
-    rows = encode_rows(np.ascontiguousarray(vectors, dtype=WIRE_DTYPE), encoding_format)
+    rows = encode_rows(np.ascontiguousarray(result.vectors, dtype=WIRE_DTYPE), encoding_format)
     data = [
         {"object": "embedding", "embedding": row, "index": i, "type": kind, "truncated": cut}
-        for i, (row, kind, cut) in enumerate(zip(rows, types, truncated, strict=True))
+        for i, (row, kind, cut) in enumerate(zip(rows, result.types, result.truncated, strict=True))
     ]
     body = {
         "object": "list",
         "data": data,
         "model": model,
         "usage": {
-            "prompt_tokens": prompt_tokens,
-            "total_tokens": prompt_tokens,
-            "image_count": types.count("image"),
-            "truncated_count": sum(truncated),
+            "prompt_tokens": result.prompt_tokens,
+            "total_tokens": result.prompt_tokens,
+            "image_count": result.image_count,
+            "truncated_count": result.truncated_count,
         },
     }
     # OPT_SERIALIZE_NUMPY writes each row in C, with no Python loop over the values.

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.protocol import Error, ErrorDetail
+
+RETRY_AFTER = "Retry-After"
+
 
 class APIError(Exception):
-    """An error the client sees as `{"error": {"message", "type", "param", "code"}}`."""
+    """An error the client sees as `{"error": {"message", "type", "param", "code"}}`.
+
+    `description` says when it happens, in the OpenAPI document; `documented_headers` names the
+    headers it always carries.
+    """
 
     status: ClassVar[int] = 500
     type: ClassVar[str] = "api_error"
     code: ClassVar[str] = "internal_error"
+    description: ClassVar[str] = "An unexpected failure inside the gateway."
+    documented_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -25,35 +35,34 @@ class APIError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
-    def body(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+    def body(self) -> bytes:
+        detail = ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
+        return Error(error=detail).model_dump_json().encode()
 
 
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_value"
+    description = "A field, an item or an image is invalid; `param` names it."
 
 
 class ModelNotFound(InvalidRequest):
     code = "model_not_found"
+    description = "`model` is not the served model."
 
 
 class InvalidJSON(InvalidRequest):
     code = "invalid_json"
+    description = "The body is not UTF-8 JSON."
 
 
 class Unauthorized(APIError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+    description = "Missing or wrong API key."
+    documented_headers = ("WWW-Authenticate",)
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
@@ -63,59 +72,87 @@ class BodyTooLarge(APIError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+    description = "The body is over its byte limit."
 
 
 class ItemTooLarge(BodyTooLarge):
     """One item (a decoded image) over its own limit; `param` names it."""
 
     code = "item_too_large"
+    description = "An image is over its decoded byte limit; `param` names it."
 
 
 class UnsupportedMediaType(APIError):
     status = 415
     type = "invalid_request_error"
     code = "unsupported_media_type"
+    description = "Content-Type is not application/json."
 
 
 class Unprocessable(APIError):
     status = 422
     type = "invalid_request_error"
     code = "input_too_long"
+    description = (
+        "truncate NONE with a text over the character or token limit, or instruction with an image."
+    )
 
 
-class TokenLimitExceeded(Unprocessable):
-    """Triton refused a text over the model's token limit (`truncate` NONE); `item` is its index."""
+class ItemError(APIError):
+    """A failure of one item. The embedder raises it with `item` counting the rows of its own
+    backend request; `at(positions)` gives the same error naming the API's `input[...]`."""
+
+    def __init__(self, message: str, *, item: int) -> None:
+        super().__init__(message, param=f"input[{item}]")
+        self.item = item
+
+    def at(self, positions: Sequence[int]) -> APIError:
+        if not 0 <= self.item < len(positions):
+            # The backend named a row its request does not have: a bug report, not the client's.
+            return BackendError(f"the model backend named item {self.item} of {len(positions)}")
+        return self.renamed(positions[self.item])
+
+    def renamed(self, index: int) -> ItemError:
+        raise NotImplementedError
+
+
+class TokenLimitExceeded(ItemError, Unprocessable):
+    """A text over the model's token limit (`truncate` NONE)."""
 
     def __init__(self, *, item: int, tokens: int, limit: int) -> None:
         super().__init__(
             f"input[{item}] has {tokens} tokens, above the model's limit of {limit}; "
             "shorten it or use truncate END or START",
-            param=f"input[{item}]",
+            item=item,
         )
-        self.item, self.tokens, self.limit = item, tokens, limit
+        self.tokens, self.limit = tokens, limit
 
-    def at(self, index: int) -> TokenLimitExceeded:
-        """The same error for the API's `input[index]` (Triton counted texts only)."""
+    def renamed(self, index: int) -> TokenLimitExceeded:
         return TokenLimitExceeded(item=index, tokens=self.tokens, limit=self.limit)
 
 
-class ImageRejected(InvalidRequest):
-    """Triton could not take an image (undecodable, too many pixels); the caller names the item."""
+class ImageRejected(ItemError, InvalidRequest):
+    """The model could not take an image (undecodable, too many pixels)."""
 
     code = "invalid_image"
 
-    def at(self, index: int) -> ImageRejected:
-        """The same error naming the API's `input[index]`."""
-        return ImageRejected(f"input[{index}]: {self.message}", param=f"input[{index}]")
+    def __init__(self, reason: str, *, item: int) -> None:
+        super().__init__(f"input[{item}]: {reason}", item=item)
+        self.reason = reason
+
+    def renamed(self, index: int) -> ImageRejected:
+        return ImageRejected(self.reason, item=index)
 
 
 class BackendBusy(APIError):
     status = 429
     type = "rate_limit_error"
     code = "backend_busy"
+    description = "The model backend's queue is full."
+    documented_headers = (RETRY_AFTER,)
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
+        return {RETRY_AFTER: "1"}
 
 
 class RateLimited(APIError):
@@ -124,6 +161,8 @@ class RateLimited(APIError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    description = "The key spent its requests or tokens per minute."
+    documented_headers = (RETRY_AFTER,)
 
     def __init__(
         self, message: str, *, retry_after: int, extra_headers: dict[str, str] | None = None
@@ -133,18 +172,20 @@ class RateLimited(APIError):
         self.extra_headers = extra_headers or {}
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after), **self.extra_headers}
+        return {RETRY_AFTER: str(self.retry_after), **self.extra_headers}
 
 
 class BackendError(APIError):
     status = 502
     code = "backend_error"
+    description = "The model backend failed to answer."
 
 
 class BackendUnavailable(APIError):
     status = 503
     type = "service_unavailable_error"
     code = "backend_unavailable"
+    description = "The model backend is unreachable or cannot embed."
 
 
 class Draining(APIError):
@@ -153,18 +194,20 @@ class Draining(APIError):
     status = 503
     type = "service_unavailable_error"
     code = "draining"
+    description = "The gateway is shutting down."
 
 
 class BackendTimeout(APIError):
     status = 504
     type = "timeout_error"
     code = "backend_timeout"
+    description = "The model backend did not answer in time."
 
 
 def error_response(error: APIError, request: Request) -> Response:
     headers = {**error.headers(), **_request_id(request)}
     return Response(
-        orjson.dumps(error.body()),
+        error.body(),
         status_code=error.status,
         headers=headers,
         media_type="application/json",
@@ -179,16 +222,9 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     # Routing errors (404, 405) keep the same body shape as every other error.
     assert isinstance(exc, HTTPException)
-    body = {
-        "error": {
-            "message": exc.detail,
-            "type": "invalid_request_error",
-            "param": None,
-            "code": None,
-        }
-    }
+    detail = ErrorDetail(message=exc.detail, type="invalid_request_error", param=None, code=None)
     return Response(
-        orjson.dumps(body),
+        Error(error=detail).model_dump_json().encode(),
         status_code=exc.status_code,
         headers={**(exc.headers or {}), **_request_id(request)},
         media_type="application/json",

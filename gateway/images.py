@@ -33,7 +33,7 @@ _UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error)
 def configure_pillow(*, max_pixels: int) -> None:
     """Make Pillow's own bomb guard agree with ours: it refuses past 2 x `max_pixels` on open.
 
-    Usage: `configure_pillow(max_pixels=settings.max_image_pixels)` once, when the app is built.
+    Usage: `configure_pillow(max_pixels=facts.max_image_pixels)` once, when the model is known.
     """
     # Process-wide by Pillow's design; WebP checks it before allocating its canvas.
     Image.MAX_IMAGE_PIXELS = max_pixels

@@ -1,380 +1,134 @@
-"""The published OpenAPI document of the API, served at GET /openapi.json.
+"""The OpenAPI document of this deployment, built at start-up and served at GET /openapi.json.
 
-`DOCUMENT` is built once at import; docs/openapi.json is the same dict written out (a unit test
-compares them). After editing this module, regenerate it with
-`python -m gateway.openapi > docs/openapi.json`.
+Everything in it comes from a declaration: the objects from gateway/protocol.py (the request as
+`validation.request_type` builds it from this deployment's limits and model facts), the routes
+from `routes.ENDPOINTS`, and each status from the errors an endpoint declares. docs/openapi.json
+is the document of the default settings and the default export:
+`python -m gateway.openapi > docs/openapi.json` (a test keeps it current).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from google.protobuf import json_format, text_format
+from pydantic.json_schema import models_json_schema
+from tritonclient.grpc import model_config_pb2
 
-from gateway.schema import ENCODING_FORMATS, TRUNCATE_MODES
+from gateway.errors import APIError
+from gateway.protocol import Error, Limits
+from gateway.routes import ENDPOINTS, JSON
 from gateway.settings import Settings
+from gateway.triton import parse_facts
+from gateway.validation import request_type
+from model_repository import wire
 
-_DEFAULTS = Settings()
-MODEL_NAME = "epithre-embed"
-# all-MiniLM-L6-v2, the default model repository's checkpoint; other exports report their own.
-NATIVE_DIMENSION = 384
-JSON = "application/json"
+COMPONENTS = "#/components/schemas/{model}"
+HEADERS = {
+    "Retry-After": "Seconds to wait before retrying.",
+    "WWW-Authenticate": "The authentication scheme: Bearer.",
+}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _ref(model: type) -> dict[str, str]:
+    return {"$ref": COMPONENTS.format(model=model.__name__)}
 
 
-def _error(description: str, *, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {JSON: {"schema": _ref("Error")}},
+def _errors(errors: tuple[type[APIError], ...]) -> dict[str, Any]:
+    by_status: dict[int, list[type[APIError]]] = defaultdict(list)
+    for error in errors:
+        by_status[error.status].append(error)
+    responses = {}
+    for status, kinds in sorted(by_status.items()):
+        descriptions = dict.fromkeys(kind.description for kind in kinds)
+        headers = dict.fromkeys(h for kind in kinds for h in kind.documented_headers)
+        response: dict[str, Any] = {
+            "description": " ".join(descriptions),
+            "content": {JSON: {"schema": _ref(Error)}},
+        }
+        if headers:
+            response["headers"] = {
+                h: {"description": HEADERS[h], "schema": {"type": "string"}} for h in headers
+            }
+        responses[str(status)] = response
+    return responses
+
+
+def build_document(limits: Limits) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a deployment with `limits`."""
+    request = request_type(limits)
+    published = [e for e in ENDPOINTS if e.operation_id]
+    models = [(request, "validation"), (Error, "serialization")]
+    models += [(e.response, "serialization") for e in published if e.response]
+    _, schemas = models_json_schema(models, ref_template=COMPONENTS)
+    paths: dict[str, Any] = {}
+    for endpoint in published:
+        operation: dict[str, Any] = {
+            "operationId": endpoint.operation_id,
+            "summary": endpoint.summary,
+        }
+        if not endpoint.authenticated:
+            operation["security"] = []
+        if endpoint.method == "POST":
+            operation["requestBody"] = {
+                "required": True,
+                "content": {JSON: {"schema": _ref(request)}},
+            }
+        success = {"description": endpoint.answer}
+        if endpoint.response is not None:
+            success["content"] = {JSON: {"schema": _ref(endpoint.response)}}
+        operation["responses"] = {"200": success, **_errors(endpoint.errors)}
+        paths[endpoint.path] = {endpoint.method.lower(): operation}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Epithre embeddings API",
+            "version": "1.0.0",
+            "description": (
+                "OpenAI-compatible embeddings of text and images in one space; vectors are "
+                f"L2-normalized. Served model: {limits.model}, {limits.native_dimension} "
+                "dimensions."
+            ),
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas["$defs"],
+        },
+        # Without configured API keys the gateway accepts unauthenticated requests: {} allows that.
+        "security": [{"bearer": []}, {}],
+        "paths": paths,
     }
-    if headers:
-        response["headers"] = headers
-    return response
 
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before retrying.",
-        "schema": {"type": "string"},
-    }
-}
-
-_DATA_URI = "^data:[^,]*;base64,[A-Za-z0-9+/]+={0,2}$"
-
-_SCHEMAS: dict[str, Any] = {
-    "Text": {
-        "type": "string",
-        "minLength": 1,
-        "description": (
-            f"A non-empty text. Texts over {_DEFAULTS.max_text_chars} characters are cut "
-            "according to `truncate`."
-        ),
-    },
-    "ImageBase64": {
-        "type": "object",
-        "required": ["type", "image"],
-        "properties": {
-            "type": {"type": "string", "enum": ["image"]},
-            "image": {
-                "type": "string",
-                "format": "byte",
-                "minLength": 1,
-                "description": (
-                    "The encoded image file (PNG, JPEG, WebP or GIF) in standard base64, "
-                    "padded, without whitespace."
-                ),
-            },
-        },
-    },
-    "ImageDataURI": {
-        "type": "object",
-        "required": ["type", "image_url"],
-        "properties": {
-            "type": {"type": "string", "enum": ["image"]},
-            "image_url": {
-                "type": "string",
-                "pattern": _DATA_URI,
-                "description": "A base64 data URI: `data:<mime>;base64,<payload>`.",
-            },
-        },
-    },
-    "ImageURLObject": {
-        "type": "object",
-        "required": ["type", "image_url"],
-        "properties": {
-            "type": {"type": "string", "enum": ["image_url"]},
-            "image_url": {
-                "type": "object",
-                "required": ["url"],
-                "properties": {
-                    "url": {
-                        "type": "string",
-                        "pattern": _DATA_URI,
-                        "description": "A base64 data URI; remote URLs are not fetched.",
-                    }
-                },
-            },
-        },
-    },
-    "ImageItem": {
-        "description": (
-            "An image in one of three shapes. Accepted formats: PNG, JPEG, WebP, GIF; at most "
-            f"{_DEFAULTS.max_image_bytes} bytes after base64 decoding."
-        ),
-        "anyOf": [_ref("ImageBase64"), _ref("ImageDataURI"), _ref("ImageURLObject")],
-    },
-    "EmbeddingRequest": {
-        "type": "object",
-        "required": ["model", "input"],
-        "description": "Unknown fields are accepted and ignored.",
-        "properties": {
-            "model": {"type": "string", "enum": [MODEL_NAME]},
-            "input": {
-                "description": (
-                    f"A text, an array of 1-{_DEFAULTS.max_text_items} texts, or a mixed array "
-                    f"of texts and images (at most {_DEFAULTS.max_text_items} texts and "
-                    f"{_DEFAULTS.max_image_items} images). Arrays of token ids are refused."
-                ),
-                "anyOf": [
-                    _ref("Text"),
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": _DEFAULTS.max_text_items,
-                        "items": _ref("Text"),
-                    },
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": _DEFAULTS.max_text_items + _DEFAULTS.max_image_items,
-                        "items": {"anyOf": [_ref("Text"), _ref("ImageItem")]},
-                    },
-                ],
-            },
-            "dimensions": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": NATIVE_DIMENSION,
-                "description": (
-                    f"Truncate each vector to its first N dimensions and re-normalize "
-                    f"(Matryoshka). The range is 1 to the served model's native dimension: "
-                    f"{NATIVE_DIMENSION} for the default model (all-MiniLM-L6-v2), which is also "
-                    "the default. A deployment of another checkpoint accepts up to its own "
-                    "native dimension."
-                ),
-            },
-            "instruction": {
-                "type": "string",
-                "maxLength": _DEFAULTS.max_instruction_chars,
-                "description": (
-                    "A task instruction prefixed to every text; text only (422 with images), "
-                    "never truncated."
-                ),
-            },
-            "truncate": {
-                "type": "string",
-                "enum": list(TRUNCATE_MODES),
-                "default": "END",
-                "description": (
-                    f"END keeps the first {_DEFAULTS.max_text_chars} characters of a longer "
-                    "text, START the last; NONE answers 422 for a text over the character or "
-                    "token limit."
-                ),
-            },
-            "encoding_format": {
-                "type": "string",
-                "enum": list(ENCODING_FORMATS),
-                "default": "float",
-                "description": (
-                    "float: numbers; base64: little-endian float32; int8/uint8: "
-                    "clip(round(127 v), -127, 127) (+128 for uint8); ubinary/binary: sign bits "
-                    "packed 8 per byte, first dimension in the high bit (binary = ubinary - 128)."
-                ),
-            },
-            "user": {"type": "string", "description": "Accepted and ignored."},
-        },
-    },
-    "Embedding": {
-        "type": "object",
-        "required": ["object", "embedding", "index", "type"],
-        "properties": {
-            "object": {"type": "string", "enum": ["embedding"]},
-            "embedding": {
-                "description": (
-                    "Numbers for float, a base64 string for base64, integers for int8, uint8, "
-                    "binary and ubinary."
-                ),
-                "anyOf": [
-                    {"type": "array", "items": {"type": "number"}},
-                    {"type": "string", "format": "byte"},
-                    {"type": "array", "items": {"type": "integer"}},
-                ],
-            },
-            "index": {"type": "integer", "minimum": 0},
-            "type": {"type": "string", "enum": ["text", "image"]},
-            "truncated": {"type": "boolean"},
-        },
-    },
-    "Usage": {
-        "type": "object",
-        "required": ["prompt_tokens", "total_tokens"],
-        "properties": {
-            "prompt_tokens": {"type": "integer", "minimum": 0},
-            "total_tokens": {"type": "integer", "minimum": 0},
-            "image_count": {"type": "integer", "minimum": 0},
-            "truncated_count": {"type": "integer", "minimum": 0},
-        },
-    },
-    "EmbeddingResponse": {
-        "type": "object",
-        "required": ["object", "data", "model", "usage"],
-        "properties": {
-            "object": {"type": "string", "enum": ["list"]},
-            "data": {"type": "array", "items": _ref("Embedding")},
-            "model": {"type": "string"},
-            "usage": _ref("Usage"),
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["id", "object", "created", "owned_by"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"type": "string", "enum": ["model"]},
-            "created": {"type": "integer"},
-            "owned_by": {"type": "string"},
-            "fingerprint": {
-                "type": "string",
-                "description": "sha256 of the exported model files: one per build.",
-            },
-        },
-    },
-    "ModelList": {
-        "type": "object",
-        "required": ["object", "data"],
-        "properties": {
-            "object": {"type": "string", "enum": ["list"]},
-            "data": {"type": "array", "items": _ref("Model")},
-        },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {"status": {"type": "string"}},
-    },
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type", "param", "code"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {
-                        "type": "string",
-                        "nullable": True,
-                        "description": "The bad field or item, e.g. `input[3]`.",
-                    },
-                    "code": {"type": "string", "nullable": True},
-                },
-            }
-        },
-    },
-}
-
-_UNAUTHORIZED = _error("Missing or wrong API key.")
-
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {
-        "title": "Epithre embeddings API",
-        "version": "1.0.0",
-        "description": (
-            "OpenAI-compatible embeddings of text and images in one space; vectors are "
-            "L2-normalized."
-        ),
-    },
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": _SCHEMAS,
-    },
-    # Without configured API keys the gateway accepts unauthenticated requests: {} allows that.
-    "security": [{"bearer": []}, {}],
-    "paths": {
-        "/v1/embeddings": {
-            "post": {
-                "operationId": "createEmbeddings",
-                "summary": "Embed texts and images",
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("EmbeddingRequest")}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "One embedding per input item, in input order.",
-                        "content": {JSON: {"schema": _ref("EmbeddingResponse")}},
-                    },
-                    "400": _error(
-                        "Invalid model, JSON, input, item, image or parameter; `param` names it."
-                    ),
-                    "401": _UNAUTHORIZED,
-                    "413": _error(
-                        f"Body over {_DEFAULTS.max_body_bytes} bytes, or an image over "
-                        f"{_DEFAULTS.max_image_bytes} bytes."
-                    ),
-                    "415": _error("Content-Type is not application/json."),
-                    "422": _error(
-                        "truncate NONE with a text over the character or token limit, or "
-                        "instruction with an image."
-                    ),
-                    "429": _error("Rate limit or backend queue full.", headers=_RETRY_AFTER),
-                    "503": _error("The model backend is unreachable."),
-                    "504": _error("The model backend did not answer in time."),
-                },
-            }
-        },
-        "/v1/models": {
-            "get": {
-                "operationId": "listModels",
-                "summary": "The served model",
-                "responses": {
-                    "200": {
-                        "description": "The served model (OpenAI shape) with its fingerprint.",
-                        "content": {JSON: {"schema": _ref("ModelList")}},
-                    },
-                    "401": _UNAUTHORIZED,
-                },
-            }
-        },
-        "/health/live": {
-            "get": {
-                "operationId": "live",
-                "summary": "Liveness",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "The process answers.",
-                        "content": {JSON: {"schema": _ref("Status")}},
-                    }
-                },
-            }
-        },
-        "/health/ready": {
-            "get": {
-                "operationId": "ready",
-                "summary": "Readiness: the backend embeds a probe",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "Ready for traffic.",
-                        "content": {JSON: {"schema": _ref("Status")}},
-                    },
-                    "503": _error("Draining, or the model backend cannot embed."),
-                },
-            }
-        },
-    },
-}
-
-_BODY = orjson.dumps(DOCUMENT)
+def _config(repository: Path, model: str) -> dict[str, Any]:
+    config = text_format.Parse(
+        (repository / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
 
 
-def render() -> str:
+def exported_limits(repository: Path, settings: Settings) -> Limits:
+    """The limits a gateway with `settings` states in front of the export in `repository`."""
+    has_images = (repository / wire.IMAGE_PREPROCESS / "config.pbtxt").exists()
+    facts = parse_facts(
+        _config(repository, wire.ENSEMBLE_TEXT),
+        _config(repository, wire.TEXT_ENCODER),
+        _config(repository, wire.IMAGE_PREPROCESS) if has_images else None,
+    )
+    return Limits.of(settings, facts)
+
+
+def render(limits: Limits) -> str:
     """The document as docs/openapi.json holds it."""
-    return json.dumps(DOCUMENT, indent=2) + "\n"
-
-
-async def document(request: Request) -> Response:
-    return Response(_BODY, media_type=JSON)
+    return json.dumps(build_document(limits), indent=2) + "\n"
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    parser = argparse.ArgumentParser(description="Print the OpenAPI document of an export.")
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    arguments = parser.parse_args()
+    print(render(exported_limits(arguments.model_repository, Settings())), end="")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from model_repository import wire
+
 PREFIX = "EPITHRE_"
 MIB = 1024 * 1024
 
@@ -18,7 +20,9 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the gateway can be told from outside; model facts come from Triton instead.
+    """Everything the gateway can be told from outside; model facts come from Triton instead
+    (among them the pixel cap per image and the text tower's instances, which set how many
+    Triton requests a request's texts go as).
 
     Rate limits (EPITHRE_RATE_LIMIT_RPM, EPITHRE_RATE_LIMIT_TPM) are counted in each gateway
     replica's memory: with N replicas behind a load balancer a key may get up to N times its
@@ -41,8 +45,6 @@ class Settings:
     max_text_items: int = 64
     # EPITHRE_MAX_IMAGE_ITEMS: image items per request (400 above).
     max_image_items: int = 8
-    # EPITHRE_MAX_IMAGE_PIXELS: width x height cap per image, read from its header (400 above).
-    max_image_pixels: int = 40_000_000
     # EPITHRE_MAX_TEXT_CHARS: per-text character cap applied by `truncate` (END/START/NONE).
     max_text_chars: int = 10_000
     # EPITHRE_MAX_INSTRUCTION_CHARS: instruction length cap (400 above).
@@ -54,9 +56,6 @@ class Settings:
     # EPITHRE_DRAIN_S: after SIGTERM, seconds of answering 503 on /health/ready while still
     # serving, so load balancers stop routing here before uvicorn stops accepting; 0 = none.
     drain_s: float = 0.0
-    # EPITHRE_TEXT_PARTS: a request's texts go to Triton as this many requests of similar cost,
-    # so that the tower's instances (two in the default export) share them.
-    text_parts: int = 2
     # EPITHRE_KEEP_ALIVE_S: how long an idle client connection stays open. Longer than the
     # idle timeout of the load balancer or client pool in front (AWS ALB 60 s, httpx 5 s), so
     # that the client always closes first and never sends on a connection being closed.
@@ -73,9 +72,9 @@ class Settings:
     # the answer, so an overdraft refuses the key's next request), per replica; 0 = off.
     rate_limit_tpm: int = 0
     # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
-    ensemble: str = "embed_text"
+    ensemble: str = wire.ENSEMBLE_TEXT
     # EPITHRE_IMAGE_ENSEMBLE: name of the Triton ensemble that embeds images.
-    image_ensemble: str = "embed_image"
+    image_ensemble: str = wire.ENSEMBLE_IMAGE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -142,14 +141,12 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "max_image_bytes": _positive_int,
     "max_text_items": _positive_int,
     "max_image_items": _positive_int,
-    "max_image_pixels": _positive_int,
     "max_text_chars": _positive_int,
     "max_instruction_chars": _positive_int,
     "request_timeout_s": _positive_float,
     "startup_timeout_s": _positive_float,
     "drain_s": _non_negative_float,
     "keep_alive_s": _positive_float,
-    "text_parts": _positive_int,
     "api_keys": _keys,
     "api_keys_file": str,
     "rate_limit_rpm": _non_negative_int,

@@ -1,12 +1,13 @@
-"""`TritonEmbedder`: the `Embedder` over one `tritonclient.grpc.aio` client, and its error map."""
+"""`TritonEmbedder`: the `Embedder` over one `tritonclient.grpc.aio` client, and its error map.
+
+Every name it sends or reads is the wire contract's (`model_repository/wire.py`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -15,8 +16,9 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from gateway.embedder import ModelFacts, TextEmbeddings, TruncateMode
+from gateway.embedder import EmbedOptions, ModelFacts, TextEmbeddings
 from gateway.errors import (
+    APIError,
     BackendBusy,
     BackendError,
     BackendTimeout,
@@ -24,22 +26,44 @@ from gateway.errors import (
     ImageRejected,
     TokenLimitExceeded,
 )
+from model_repository import wire
 
 logger = logging.getLogger("gateway")
 
-# The ensemble's wire contract (docs/architecture.md); integration tests hold it to export/.
-TEXT, INSTRUCTION, TRUNCATE, DIMENSIONS = "TEXT", "INSTRUCTION", "TRUNCATE", "DIMENSIONS"
-IMAGE = "IMAGE"
-EMBEDDING, TOKENS, TRUNCATED = "EMBEDDING", "TOKENS", "TRUNCATED"
-NATIVE = 0  # DIMENSIONS value that asks for the native size
 PROBE_TIMEOUT_S = 5.0
-
-# The reason reaches the client, so only its first line and 200 characters are kept.
-_INVALID_IMAGE = re.compile(r"INVALID_IMAGE: (.{0,200})")
-_TOKEN_LIMIT = re.compile(r"TOKEN_LIMIT_EXCEEDED item=(\d+) tokens=(\d+) limit=(\d+)")
+# The reason of a refused image reaches the client, so only its first line and 200 characters.
+REASON_CHARS = 200
 _QUEUE_FULL = "Exceeds maximum queue size"
-_UNAVAILABLE = str(grpc.StatusCode.UNAVAILABLE)
-_DEADLINE = str(grpc.StatusCode.DEADLINE_EXCEEDED)
+
+# Every gRPC status, one by one. INVALID_ARGUMENT without a per-item error is a request the
+# gateway itself got wrong (Triton's own tensor checks answer it too): a bug report, never a 400.
+STATUS_ERRORS: dict[grpc.StatusCode, type[APIError]] = {
+    grpc.StatusCode.OK: BackendError,
+    grpc.StatusCode.CANCELLED: BackendError,
+    grpc.StatusCode.UNKNOWN: BackendError,
+    grpc.StatusCode.INVALID_ARGUMENT: BackendError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: BackendTimeout,
+    grpc.StatusCode.NOT_FOUND: BackendError,
+    grpc.StatusCode.ALREADY_EXISTS: BackendError,
+    grpc.StatusCode.PERMISSION_DENIED: BackendError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: BackendError,
+    grpc.StatusCode.FAILED_PRECONDITION: BackendError,
+    grpc.StatusCode.ABORTED: BackendError,
+    grpc.StatusCode.OUT_OF_RANGE: BackendError,
+    grpc.StatusCode.UNIMPLEMENTED: BackendError,
+    grpc.StatusCode.INTERNAL: BackendError,
+    grpc.StatusCode.UNAVAILABLE: BackendUnavailable,
+    grpc.StatusCode.DATA_LOSS: BackendError,
+    grpc.StatusCode.UNAUTHENTICATED: BackendError,
+}
+_MESSAGES: dict[type[APIError], str] = {
+    BackendError: "the model backend failed to answer",
+    BackendTimeout: "the model did not answer in time",
+    BackendUnavailable: "the model backend is unavailable",
+    BackendBusy: "the model is busy; retry shortly",
+}
+# tritonclient reports a status as str(grpc.StatusCode.X).
+_STATUS_NAMES = {str(code): code for code in grpc.StatusCode}
 
 
 @contextlib.contextmanager
@@ -48,203 +72,162 @@ def map_triton_errors() -> Iterator[None]:
     try:
         yield
     except grpc.aio.AioRpcError as exc:
-        raise _mapped(exc.code(), exc.details()) from exc
+        raise status_error(exc.code(), exc.details()) from exc
     except InferenceServerException as exc:
-        raise _mapped(exc.status(), exc.message()) from exc
+        raise status_error(_STATUS_NAMES.get(str(exc.status())), exc.message()) from exc
     except TimeoutError as exc:
-        raise BackendTimeout("the model did not answer in time") from exc
+        raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
     except OSError as exc:
         logger.warning("triton transport error: %s", exc)
-        raise BackendUnavailable("the model backend is unavailable") from exc
+        raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
 
 
-def _mapped(status: object, message: str | None) -> Exception:
-    status, message = str(status), message or ""
-    if match := _TOKEN_LIMIT.search(message):
-        item, tokens, limit = map(int, match.groups())
-        return TokenLimitExceeded(item=item, tokens=tokens, limit=limit)
-    if match := _INVALID_IMAGE.search(message):
-        return ImageRejected(match.group(1))
-    if status == _DEADLINE:
-        return BackendTimeout("the model did not answer in time")
+def status_error(status: grpc.StatusCode | None, message: str | None) -> APIError:
+    """The API's error for a failed Triton call: a declared per-item error, or by status."""
+    message = message or ""
+    item = wire.ItemError.decode(message)
+    if item is not None and status == grpc.StatusCode.INVALID_ARGUMENT:
+        return _item_error(item)
+    kind = STATUS_ERRORS.get(status, BackendError) if status is not None else BackendError
     # Triton reports a full queue as UNAVAILABLE too; only the message tells it from a dead server.
-    if status == _UNAVAILABLE and _QUEUE_FULL in message:
-        return BackendBusy("the model is busy; retry shortly")
-    # Capped: a backend message must not carry a whole tensor (an image's bytes) into the logs.
-    logger.warning("triton error %s: %.500s", status, message)
-    if status == _UNAVAILABLE:
-        return BackendUnavailable("the model backend is unavailable")
-    return BackendError("the model backend failed to answer")
+    if kind is BackendUnavailable and _QUEUE_FULL in message:
+        kind = BackendBusy
+    if kind is not BackendBusy:
+        # Capped: a backend message must not carry a whole tensor (an image's bytes) into logs.
+        logger.warning("triton error %s: %.500s", status, message)
+    return kind(_MESSAGES[kind])
 
 
-def parse_facts(config: Mapping[str, Any]) -> ModelFacts:
-    """Read `ModelFacts` from `get_model_config(..., as_json=True)`'s answer."""
-    parameters = config.get("config", config).get("parameters", {})
+def _item_error(error: wire.ItemError) -> APIError:
+    details = error.details
+    if error.kind == wire.TOKEN_LIMIT:
+        return TokenLimitExceeded(
+            item=error.item, tokens=int(details["tokens"]), limit=int(details["limit"])
+        )
+    reason = str(details.get("reason", "")).split("\n", 1)[0][:REASON_CHARS]
+    return ImageRejected(reason, item=error.item)
 
-    def value(key: str) -> str:
-        try:
-            return parameters[key]["string_value"]
-        except KeyError:
-            raise ValueError(f"the ensemble config has no parameter {key!r}") from None
 
+def _parameters(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return config.get("config", config).get("parameters", {})
+
+
+def _parameter(config: Mapping[str, Any], key: str) -> str:
+    try:
+        return _parameters(config)[key]["string_value"]
+    except KeyError:
+        name = config.get("config", config).get("name", "the model")
+        raise ValueError(f"the config of {name} has no parameter {key!r}") from None
+
+
+def parse_facts(
+    ensemble: Mapping[str, Any],
+    tower: Mapping[str, Any],
+    image_preprocess: Mapping[str, Any] | None = None,
+) -> ModelFacts:
+    """`ModelFacts` from the configs Triton loaded (`get_model_config(..., as_json=True)`).
+
+    The ensemble states the model; the text tower's instances say how many parts a request's
+    texts go as; the image preprocess states the pixel cap the gateway applies first.
+    """
+    # "text" or "text,image"; an ensemble exported before images existed has no such parameter.
+    modalities = _parameters(ensemble).get(wire.P_MODALITIES, {}).get("string_value", "text")
+    supports_images = "image" in {m.strip() for m in modalities.split(",")}
+    groups = tower.get("config", tower).get("instance_group", [])
     return ModelFacts(
-        served_model_name=value("served_model_name"),
-        native_dimension=int(value("native_dimension")),
-        max_tokens=int(value("max_tokens")),
-        fingerprint=value("fingerprint"),
-        supports_images="image" in _modalities(parameters),
+        served_model_name=_parameter(ensemble, wire.P_SERVED_MODEL_NAME),
+        native_dimension=int(_parameter(ensemble, wire.P_NATIVE_DIMENSION)),
+        max_tokens=int(_parameter(ensemble, wire.P_MAX_TOKENS)),
+        fingerprint=_parameter(ensemble, wire.P_FINGERPRINT),
+        supports_images=supports_images,
+        max_image_pixels=int(_parameter(image_preprocess, wire.P_MAX_PIXELS))
+        if supports_images and image_preprocess is not None
+        else 0,
+        text_tower_instances=max(1, sum(int(g.get("count", 1)) for g in groups)),
     )
 
 
-def _modalities(parameters: Mapping[str, Any]) -> set[str]:
-    # "text" or "text,image"; an ensemble exported before images existed has no such parameter.
-    raw = parameters.get("modalities", {}).get("string_value", "text")
-    return {m.strip() for m in raw.split(",")}
+def _input(tensor: wire.Tensor, rows: np.ndarray) -> InferInput:
+    """One wire tensor of `len(rows)` rows, each `[value]`."""
+    infer_input = InferInput(tensor.name, [len(rows), 1], tensor.dtype)
+    infer_input.set_data_from_numpy(rows.reshape(len(rows), 1))
+    return infer_input
 
 
-def length_groups(texts: list[str], parts: int) -> list[np.ndarray]:
-    """Indices of `texts` dealt by length into at most `parts` groups of similar cost.
-
-    Dealt in turn from the length order rather than cut into ranges: the instances that run the
-    parts finish together, and each part still spans lengths its tower sorts into chunks.
-    """
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    return [order[start::parts] for start in range(min(parts, len(texts)))]
-
-
-def _bytes_input(name: str, values: list[str]) -> InferInput:
-    tensor = InferInput(name, [len(values), 1], "BYTES")
-    tensor.set_data_from_numpy(np.array([[v.encode()] for v in values], dtype=np.object_))
-    return tensor
+def _strings(values: Sequence[str | bytes]) -> np.ndarray:
+    return np.array([v.encode() if isinstance(v, str) else v for v in values], dtype=np.object_)
 
 
 class TritonEmbedder:
-    """Embeds through the `ensemble` on Triton; all of a request's texts go as one batch.
+    """Embeds through the ensembles on Triton, one Triton request per call.
 
-    Usage: `embedder = TritonEmbedder(InferenceServerClient("127.0.0.1:8001"), ...)`
+    Usage: `embedder = TritonEmbedder(InferenceServerClient("127.0.0.1:8001"), timeout_s=30)`
     """
 
     def __init__(
         self,
         client: InferenceServerClient,
         *,
-        ensemble: str,
-        image_ensemble: str,
         timeout_s: float,
-        text_parts: int = 1,
+        ensemble: str = wire.ENSEMBLE_TEXT,
+        image_ensemble: str = wire.ENSEMBLE_IMAGE,
     ) -> None:
         self._client = client
-        self._text_parts = text_parts
         self._ensemble = ensemble
         self._image_ensemble = image_ensemble
         self._timeout_s = timeout_s
-        self._outputs = [InferRequestedOutput(n) for n in (EMBEDDING, TOKENS, TRUNCATED)]
+        self._text_outputs = [InferRequestedOutput(t.name) for t in wire.TEXT_OUTPUTS]
+        self._image_outputs = [InferRequestedOutput(t.name) for t in wire.IMAGE_OUTPUTS]
+
+    async def _config(self, model: str) -> Mapping[str, Any]:
+        with map_triton_errors():
+            return await self._client.get_model_config(
+                model, as_json=True, client_timeout=self._timeout_s
+            )
 
     async def facts(self) -> ModelFacts:
+        ensemble = await self._config(self._ensemble)
+        tower = await self._config(wire.TEXT_ENCODER)
+        images = _parameters(ensemble).get(wire.P_MODALITIES, {}).get("string_value", "")
+        image_preprocess = await self._config(wire.IMAGE_PREPROCESS) if "image" in images else None
+        return parse_facts(ensemble, tower, image_preprocess)
+
+    async def _infer(
+        self, model: str, inputs: list[InferInput], outputs: list, options: EmbedOptions
+    ):
         with map_triton_errors():
-            config = await self._client.get_model_config(
-                self._ensemble, as_json=True, client_timeout=self._timeout_s
-            )
-        return parse_facts(config)
-
-    async def embed_texts(
-        self,
-        texts: list[str],
-        *,
-        instruction: str,
-        truncate: TruncateMode,
-        dimensions: int,
-        timeout_s: float | None = None,
-    ) -> TextEmbeddings:
-        """All texts as `text_parts` Triton requests of similar cost, answered in input order.
-
-        Parts let the tower's instances share one request's texts; lengths are counted in
-        characters, since the gateway never tokenizes.
-        """
-        groups = length_groups(texts, self._text_parts)
-        if len(groups) <= 1:
-            return await self._embed(texts, instruction, truncate, dimensions, timeout_s)
-        parts = await asyncio.gather(
-            *(
-                self._embed_group(texts, group, instruction, truncate, dimensions, timeout_s)
-                for group in groups
-            )
-        )
-        vectors = np.empty((len(texts), parts[0].vectors.shape[1]), dtype=np.float32)
-        tokens = np.empty(len(texts), dtype=parts[0].tokens.dtype)
-        truncated = np.empty(len(texts), dtype=bool)
-        for group, part in zip(groups, parts, strict=True):
-            vectors[group], tokens[group], truncated[group] = (
-                part.vectors,
-                part.tokens,
-                part.truncated,
-            )
-        return TextEmbeddings(vectors=vectors, tokens=tokens, truncated=truncated)
-
-    async def _embed_group(
-        self,
-        texts: list[str],
-        group: np.ndarray,
-        instruction: str,
-        truncate: TruncateMode,
-        dimensions: int,
-        timeout_s: float | None,
-    ) -> TextEmbeddings:
-        try:
-            return await self._embed(
-                [texts[i] for i in group], instruction, truncate, dimensions, timeout_s
-            )
-        except TokenLimitExceeded as exc:
-            raise exc.at(int(group[exc.item])) from exc
-
-    async def _embed(
-        self,
-        texts: list[str],
-        instruction: str,
-        truncate: TruncateMode,
-        dimensions: int,
-        timeout_s: float | None,
-    ) -> TextEmbeddings:
-        n = len(texts)
-        dims = InferInput(DIMENSIONS, [n, 1], "INT32")
-        dims.set_data_from_numpy(np.full((n, 1), dimensions, dtype=np.int32))
-        inputs = [
-            _bytes_input(TEXT, texts),
-            _bytes_input(INSTRUCTION, [instruction] * n),
-            _bytes_input(TRUNCATE, [truncate] * n),
-            dims,
-        ]
-        with map_triton_errors():
-            result = await self._client.infer(
-                self._ensemble,
+            return await self._client.infer(
+                model,
                 inputs,
-                outputs=self._outputs,
-                client_timeout=timeout_s or self._timeout_s,
+                outputs=outputs,
+                client_timeout=options.timeout_s or self._timeout_s,
             )
+
+    def _dimensions(self, rows: int, options: EmbedOptions) -> InferInput:
+        return _input(wire.DIMENSIONS, np.full(rows, options.dimensions, dtype=np.int32))
+
+    async def embed_texts(self, texts: Sequence[str], options: EmbedOptions) -> TextEmbeddings:
+        n = len(texts)
+        inputs = [
+            _input(wire.TEXT, _strings(texts)),
+            _input(wire.INSTRUCTION, _strings([options.instruction] * n)),
+            _input(wire.TRUNCATE, _strings([options.truncate] * n)),
+            self._dimensions(n, options),
+        ]
+        result = await self._infer(self._ensemble, inputs, self._text_outputs, options)
         return TextEmbeddings(
-            vectors=np.ascontiguousarray(result.as_numpy(EMBEDDING), dtype=np.float32),
-            tokens=result.as_numpy(TOKENS).reshape(n),
-            truncated=result.as_numpy(TRUNCATED).reshape(n).astype(bool),
+            vectors=np.ascontiguousarray(result.as_numpy(wire.EMBEDDING.name), dtype=np.float32),
+            tokens=result.as_numpy(wire.TOKENS.name).reshape(n),
+            truncated=result.as_numpy(wire.TRUNCATED.name).reshape(n).astype(bool),
         )
 
-    async def embed_image(self, image: bytes, *, dimensions: int) -> np.ndarray:
-        encoded = InferInput(IMAGE, [1, 1], "BYTES")
-        encoded.set_data_from_numpy(np.array([[image]], dtype=np.object_))
-        dims = InferInput(DIMENSIONS, [1, 1], "INT32")
-        dims.set_data_from_numpy(np.full((1, 1), dimensions, dtype=np.int32))
-        with map_triton_errors():
-            result = await self._client.infer(
-                self._image_ensemble,
-                [encoded, dims],
-                outputs=[InferRequestedOutput(EMBEDDING)],
-                client_timeout=self._timeout_s,
-            )
-        return np.asarray(result.as_numpy(EMBEDDING)[0], dtype=np.float32)
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
+        inputs = [_input(wire.IMAGE, _strings([image])), self._dimensions(1, options)]
+        result = await self._infer(self._image_ensemble, inputs, self._image_outputs, options)
+        return np.asarray(result.as_numpy(wire.EMBEDDING.name)[0], dtype=np.float32)
 
     async def probe(self) -> None:
-        await self.embed_texts(
-            ["probe"], instruction="", truncate="END", dimensions=NATIVE, timeout_s=PROBE_TIMEOUT_S
-        )
+        await self.embed_texts(["probe"], EmbedOptions(timeout_s=PROBE_TIMEOUT_S))
 
     async def close(self) -> None:
         await self._client.close()

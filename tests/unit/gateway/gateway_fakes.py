@@ -18,14 +18,16 @@ from starlette.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from gateway import ModelFacts, Settings, TextEmbeddings, create_app
+from gateway.embedder import EmbedOptions
 from gateway.triton import map_triton_errors
+from model_repository import wire
 
 FACTS = ModelFacts(
     served_model_name="epithre-embed", native_dimension=384, max_tokens=256, fingerprint="f" * 64
 )
 
 
-MULTIMODAL = dataclasses.replace(FACTS, supports_images=True)
+MULTIMODAL = dataclasses.replace(FACTS, supports_images=True, max_image_pixels=40_000_000)
 
 
 def fake_vector(text: str, dimensions: int = FACTS.native_dimension) -> np.ndarray:
@@ -57,28 +59,28 @@ class FakeEmbedder:
             raise self.facts_errors.pop(0)
         return self.facts_value
 
-    async def embed_texts(self, texts, *, instruction, truncate, dimensions) -> TextEmbeddings:
+    async def embed_texts(self, texts, options: EmbedOptions) -> TextEmbeddings:
         self.calls.append(
             {
-                "texts": texts,
-                "instruction": instruction,
-                "truncate": truncate,
-                "dimensions": dimensions,
+                "texts": list(texts),
+                "instruction": options.instruction,
+                "truncate": options.truncate,
+                "dimensions": options.dimensions,
             }
         )
         if self.error is not None:
             raise self.error
         return TextEmbeddings(
-            vectors=np.stack([fake_vector(t, dimensions) for t in texts]),
+            vectors=np.stack([fake_vector(t, options.dimensions) for t in texts]),
             tokens=np.array([fake_tokens(t) for t in texts], dtype=np.int32),
             truncated=np.array([i in self.token_truncated for i in range(len(texts))]),
         )
 
-    async def embed_image(self, image: bytes, *, dimensions: int) -> np.ndarray:
-        self.calls.append({"image": image, "dimensions": dimensions})
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
+        self.calls.append({"image": image, "dimensions": options.dimensions})
         if self.image_error is not None:
             raise self.image_error
-        return fake_vector(image.hex(), dimensions)
+        return fake_vector(image.hex(), options.dimensions)
 
     async def probe(self) -> None:
         if self.probe_error is not None:
@@ -104,6 +106,18 @@ def serve(
 
 def error_body(message: str, *, type: str, param: str | None, code: str | None) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def token_limit(item: int, tokens: int, limit: int) -> str:
+    """text_preprocess's message for a text over the token limit, as the ensemble forwards it."""
+    error = wire.ItemError(wire.TOKEN_LIMIT, item=item, details={"tokens": tokens, "limit": limit})
+    return f"in ensemble 'embed_text', {error.encode()}"
+
+
+def invalid_image(reason: str) -> str:
+    """image_preprocess's message for an image it refuses, as the ensemble forwards it."""
+    error = wire.ItemError(wire.INVALID_IMAGE, item=0, details={"reason": reason})
+    return f"in ensemble 'embed_image', {error.encode()}"
 
 
 def triton_failure(status: str, message: str) -> Exception:

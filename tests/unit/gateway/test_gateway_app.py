@@ -13,6 +13,7 @@ from gateway_fakes import (
     fake_tokens,
     fake_vector,
     serve,
+    token_limit,
     triton_failure,
 )
 from starlette.testclient import TestClient
@@ -153,9 +154,7 @@ def test_truncate_none_with_a_long_text_is_422_before_the_model_is_called():
 
 def test_token_limit_from_the_model_is_422_naming_the_input():
     embedder = FakeEmbedder(
-        error=triton_failure(
-            "StatusCode.INVALID_ARGUMENT", "TOKEN_LIMIT_EXCEEDED item=1 tokens=300 limit=256"
-        )
+        error=triton_failure("StatusCode.INVALID_ARGUMENT", token_limit(1, 300, 256))
     )
     assert isinstance(embedder.error, TokenLimitExceeded)
     with serve(embedder) as (client, _):

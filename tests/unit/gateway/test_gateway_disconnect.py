@@ -15,7 +15,7 @@ class HangingEmbedder(FakeEmbedder):
 
     cancelled: bool = False
 
-    async def embed_texts(self, texts, *, instruction, truncate, dimensions):
+    async def embed_texts(self, texts, options):
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:

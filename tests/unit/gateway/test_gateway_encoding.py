@@ -4,23 +4,39 @@ import base64
 
 import numpy as np
 import orjson
+import pytest
 
 from gateway.encoding import encode_rows, render_embeddings
+from gateway.protocol import ENCODING_FORMATS, EmbeddingResponse
+from gateway.service import Embeddings
 
 VECTORS = np.array([[0.0107, -0.0022, 0.5], [1.0, -1.0, 3.4028235e38]], dtype=np.float32)
 
 
-def render(encoding_format: str) -> dict:
-    return orjson.loads(
-        render_embeddings(
-            VECTORS,
-            types=["text", "image"],
-            encoding_format=encoding_format,
-            model="epithre-embed",
-            prompt_tokens=7,
-            truncated=[True, False],
-        )
+def rendered(vectors: np.ndarray, encoding_format: str, **fields: object) -> bytes:
+    n = len(vectors)
+    result = Embeddings(
+        vectors=vectors,
+        types=fields.get("types", ["text"] * n),
+        truncated=fields.get("truncated", [False] * n),
+        prompt_tokens=fields.get("prompt_tokens", 0),
     )
+    return render_embeddings(result, encoding_format=encoding_format, model="epithre-embed")
+
+
+def render(encoding_format: str) -> dict:
+    body = rendered(
+        VECTORS, encoding_format, types=["text", "image"], prompt_tokens=7, truncated=[True, False]
+    )
+    return orjson.loads(body)
+
+
+@pytest.mark.parametrize("encoding_format", ENCODING_FORMATS)
+def test_every_encoding_renders_a_body_the_protocol_declares(encoding_format):
+    body = rendered(QUANTIZED, encoding_format, types=["text", "image"], truncated=[True, False])
+    response = EmbeddingResponse.model_validate_json(body)
+    assert [item.index for item in response.data] == [0, 1]
+    assert (response.usage.image_count, response.usage.truncated_count) == (1, 1)
 
 
 def test_float_body_has_the_contract_shape_types_and_values():
@@ -58,16 +74,7 @@ def test_base64_decodes_as_little_endian_float32_to_the_same_floats():
 
 
 def test_big_endian_or_float64_input_is_sent_as_little_endian_float32():
-    body = orjson.loads(
-        render_embeddings(
-            VECTORS.astype(">f8"),
-            types=["text"] * len(VECTORS),
-            encoding_format="base64",
-            model="m",
-            prompt_tokens=0,
-            truncated=[False] * len(VECTORS),
-        )
-    )
+    body = orjson.loads(rendered(VECTORS.astype(">f8"), "base64"))
     decoded = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
     np.testing.assert_array_equal(decoded, VECTORS[0])
 
@@ -83,16 +90,7 @@ QUANTIZED = np.array(
 
 
 def quantized(encoding_format: str) -> list[list[int]]:
-    body = orjson.loads(
-        render_embeddings(
-            QUANTIZED,
-            types=["text", "image"],
-            encoding_format=encoding_format,
-            model="m",
-            prompt_tokens=0,
-            truncated=[False, False],
-        )
-    )
+    body = orjson.loads(rendered(QUANTIZED, encoding_format, types=["text", "image"]))
     return [item["embedding"] for item in body["data"]]
 
 

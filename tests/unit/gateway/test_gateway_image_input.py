@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -17,7 +18,9 @@ from gateway_fakes import (
     error_body,
     fake_tokens,
     fake_vector,
+    invalid_image,
     serve,
+    token_limit,
     triton_failure,
 )
 from PIL import Image
@@ -103,13 +106,13 @@ class GatedEmbedder(FakeEmbedder):
             while self.in_flight < self.expected:
                 await asyncio.sleep(0.001)
 
-    async def embed_texts(self, texts, **options):
+    async def embed_texts(self, texts, options):
         await self._enter()
-        return await super().embed_texts(texts, **options)
+        return await super().embed_texts(texts, options)
 
-    async def embed_image(self, image, *, dimensions):
+    async def embed_image(self, image, options):
         await self._enter()
-        return await super().embed_image(image, dimensions=dimensions)
+        return await super().embed_image(image, options)
 
 
 def test_all_images_and_the_text_batch_are_in_flight_at_once():
@@ -159,8 +162,9 @@ def test_an_image_over_the_byte_limit_is_413_naming_it():
     assert e.calls == []
 
 
-def test_the_pixel_limit_comes_from_settings_and_reaches_pillow():
-    with serve(FakeEmbedder(facts_value=MULTIMODAL), max_image_pixels=47) as (client, _):
+def test_the_pixel_limit_comes_from_the_model_and_reaches_pillow():
+    facts = dataclasses.replace(MULTIMODAL, max_image_pixels=47)
+    with serve(FakeEmbedder(facts_value=facts)) as (client, _):
         response = post(client, ["a", RAW])  # 8 x 6 = 48 pixels
         assert Image.MAX_IMAGE_PIXELS == 47
     assert response.status_code == 400
@@ -191,7 +195,7 @@ def test_instruction_with_an_image_is_422_naming_instruction(multimodal):
 def test_an_image_triton_cannot_read_is_400_naming_its_input_index():
     error = triton_failure(
         "StatusCode.INVALID_ARGUMENT",
-        "in ensemble 'embed_image', INVALID_IMAGE: cannot identify image file",
+        invalid_image("cannot identify image file"),
     )
     with serve(FakeEmbedder(facts_value=MULTIMODAL, image_error=error)) as (client, _):
         response = post(client, ["a", "b", RAW])
@@ -212,9 +216,7 @@ def test_a_full_queue_on_an_image_is_429():
 
 
 def test_the_token_limit_item_is_remapped_from_the_text_batch_to_the_input_index():
-    error = triton_failure(
-        "StatusCode.INVALID_ARGUMENT", "TOKEN_LIMIT_EXCEEDED item=1 tokens=300 limit=256"
-    )
+    error = triton_failure("StatusCode.INVALID_ARGUMENT", token_limit(1, 300, 256))
     with serve(FakeEmbedder(facts_value=MULTIMODAL, error=error)) as (client, _):
         response = post(client, [RAW, "a", CHAT, "b"], truncate="NONE")
     assert response.status_code == 422
@@ -228,9 +230,7 @@ def test_the_token_limit_item_is_remapped_from_the_text_batch_to_the_input_index
 
 
 def test_a_token_limit_item_outside_the_text_batch_is_a_502():
-    error = triton_failure(
-        "StatusCode.INVALID_ARGUMENT", "TOKEN_LIMIT_EXCEEDED item=2 tokens=300 limit=256"
-    )
+    error = triton_failure("StatusCode.INVALID_ARGUMENT", token_limit(2, 300, 256))
     with serve(FakeEmbedder(facts_value=MULTIMODAL, error=error)) as (client, _):
         response = post(client, [RAW, "a", "b"], truncate="NONE")
     assert response.status_code == 502

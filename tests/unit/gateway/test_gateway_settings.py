@@ -16,14 +16,12 @@ def test_defaults_match_the_contract():
         max_image_bytes=20 * 1024 * 1024,
         max_text_items=64,
         max_image_items=8,
-        max_image_pixels=40_000_000,
         max_text_chars=10_000,
         max_instruction_chars=2_000,
         request_timeout_s=30.0,
         startup_timeout_s=120.0,
         drain_s=0.0,
         keep_alive_s=75.0,
-        text_parts=2,
         api_keys=(),
         api_keys_file=None,
         ensemble="embed_text",
@@ -55,15 +53,10 @@ def test_image_settings_are_read_from_their_variables():
         {
             "EPITHRE_MAX_IMAGE_BYTES": "1000",
             "EPITHRE_MAX_IMAGE_ITEMS": "2",
-            "EPITHRE_MAX_IMAGE_PIXELS": "250000",
             "EPITHRE_IMAGE_ENSEMBLE": "embed_image_v2",
         }
     )
-    assert (settings.max_image_bytes, settings.max_image_items, settings.max_image_pixels) == (
-        1000,
-        2,
-        250_000,
-    )
+    assert (settings.max_image_bytes, settings.max_image_items) == (1000, 2)
     assert settings.image_ensemble == "embed_image_v2"
 
 
@@ -103,11 +96,10 @@ def test_api_keys_never_appear_in_repr():
     [
         ("EPITHRE_PORT", "eighty"),
         ("EPITHRE_MAX_TEXT_ITEMS", "0"),
-        ("EPITHRE_MAX_IMAGE_PIXELS", "-5"),
+        ("EPITHRE_MAX_IMAGE_BYTES", "-5"),
         ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
         ("EPITHRE_DRAIN_S", "-0.5"),
         ("EPITHRE_KEEP_ALIVE_S", "0"),
-        ("EPITHRE_TEXT_PARTS", "0"),
     ],
 )
 def test_bad_value_raises_naming_the_variable(name, value):
@@ -118,3 +110,9 @@ def test_bad_value_raises_naming_the_variable(name, value):
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["EPITHRE_MAX_IMAGE_PIXELS", "EPITHRE_TEXT_PARTS"])
+def test_model_facts_are_not_settings(name):
+    # The pixel cap and the text tower's instances come from Triton's configs.
+    assert Settings.from_env({name: "7"}) == Settings()

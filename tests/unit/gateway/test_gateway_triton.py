@@ -5,11 +5,14 @@ import socket
 
 import grpc
 import numpy as np
+import orjson
 import pytest
+from gateway_fakes import invalid_image, token_limit
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
 from gateway import ModelFacts
+from gateway.embedder import EmbedOptions
 from gateway.errors import (
     APIError,
     BackendBusy,
@@ -19,7 +22,7 @@ from gateway.errors import (
     ImageRejected,
     TokenLimitExceeded,
 )
-from gateway.triton import TritonEmbedder, map_triton_errors, parse_facts
+from gateway.triton import STATUS_ERRORS, TritonEmbedder, map_triton_errors, parse_facts
 
 CONFIG = {
     "config": {
@@ -32,6 +35,11 @@ CONFIG = {
         },
     }
 }
+TOWER = {"config": {"name": "text_encoder", "instance_group": [{"kind": "KIND_CPU", "count": 2}]}}
+IMAGE_PREPROCESS = {
+    "config": {"name": "image_preprocess", "parameters": {"max_pixels": {"string_value": "1000"}}}
+}
+CONFIGS = {"embed_text": CONFIG, "text_encoder": TOWER, "image_preprocess": IMAGE_PREPROCESS}
 
 
 def mapped(exc: BaseException) -> APIError:
@@ -45,13 +53,8 @@ def triton_error(status: grpc.StatusCode | None, message: str) -> InferenceServe
     return InferenceServerException(msg=message, status=None if status is None else str(status))
 
 
-def test_token_limit_message_becomes_422_naming_the_item():
-    error = mapped(
-        triton_error(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "in ensemble 'embed_text', TOKEN_LIMIT_EXCEEDED item=2 tokens=301 limit=256",
-        )
-    )
+def test_token_limit_item_error_becomes_422_naming_the_row():
+    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, token_limit(2, 301, 256)))
     assert isinstance(error, TokenLimitExceeded)
     assert (error.status, error.param, error.item, error.tokens, error.limit) == (
         422,
@@ -66,20 +69,19 @@ def test_token_limit_message_becomes_422_naming_the_item():
     )
 
 
-def test_invalid_image_message_becomes_400_with_the_reason():
+def test_invalid_image_item_error_becomes_400_with_the_reason():
     error = mapped(
         triton_error(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "in ensemble 'embed_image', INVALID_IMAGE: cannot identify image file\nTraceback",
+            grpc.StatusCode.INVALID_ARGUMENT, invalid_image("cannot identify image file\nTrace")
         )
     )
     assert isinstance(error, ImageRejected)
-    assert (error.status, error.code, error.message) == (
+    assert (error.status, error.code, error.reason) == (
         400,
         "invalid_image",
         "cannot identify image file",
     )
-    assert error.at(3).body()["error"] == {
+    assert orjson.loads(error.at([3]).body())["error"] == {
         "message": "input[3]: cannot identify image file",
         "type": "invalid_request_error",
         "param": "input[3]",
@@ -87,9 +89,30 @@ def test_invalid_image_message_becomes_400_with_the_reason():
     }
 
 
+def test_an_item_error_naming_a_row_the_request_lacks_is_502():
+    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, token_limit(5, 301, 256)))
+    assert (type(error.at([0, 1])), error.at([0, 1]).status) == (BackendError, 502)
+
+
 def test_invalid_image_reason_is_cut_at_200_characters():
-    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_IMAGE: " + "x" * 5000))
-    assert error.message == "x" * 200
+    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, invalid_image("x" * 5000)))
+    assert error.reason == "x" * 200
+
+
+def test_invalid_argument_without_an_item_error_is_a_502_bug_report():
+    # Triton's own tensor checks and the models' checks of what the gateway sent answer this.
+    error = mapped(
+        triton_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "in ensemble 'embed_text', unexpected shape for input 'TEXT'",
+        )
+    )
+    assert (type(error), error.status) == (BackendError, 502)
+
+
+def test_an_item_error_under_another_status_is_not_trusted():
+    error = mapped(triton_error(grpc.StatusCode.INTERNAL, token_limit(0, 301, 256)))
+    assert (type(error), error.status) == (BackendError, 502)
 
 
 def test_logged_backend_messages_are_capped(caplog):
@@ -138,18 +161,48 @@ def test_other_errors_are_502_without_internals():
         )
     )
     assert (type(error), error.status) == (BackendError, 502)
-    assert error.body()["error"]["message"] == "the model backend failed to answer"
+    assert orjson.loads(error.body())["error"]["message"] == "the model backend failed to answer"
     assert mapped(triton_error(None, "model version must be a string")).status == 502
 
 
-@pytest.mark.parametrize("code", list(grpc.StatusCode), ids=lambda c: c.name)
-def test_every_grpc_status_is_mapped_to_an_api_error(code):
-    assert 400 <= mapped(triton_error(code, "x")).status < 600
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.OK, 502),
+        (grpc.StatusCode.CANCELLED, 502),
+        (grpc.StatusCode.UNKNOWN, 502),
+        (grpc.StatusCode.INVALID_ARGUMENT, 502),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (grpc.StatusCode.NOT_FOUND, 502),
+        (grpc.StatusCode.ALREADY_EXISTS, 502),
+        (grpc.StatusCode.PERMISSION_DENIED, 502),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 502),
+        (grpc.StatusCode.FAILED_PRECONDITION, 502),
+        (grpc.StatusCode.ABORTED, 502),
+        (grpc.StatusCode.OUT_OF_RANGE, 502),
+        (grpc.StatusCode.UNIMPLEMENTED, 502),
+        (grpc.StatusCode.INTERNAL, 502),
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.DATA_LOSS, 502),
+        (grpc.StatusCode.UNAUTHENTICATED, 502),
+    ],
+    ids=lambda value: getattr(value, "name", str(value)),
+)
+def test_each_grpc_status_has_its_http_status(code, status):
+    assert mapped(triton_error(code, "x")).status == status
 
 
-def test_facts_are_read_from_the_ensemble_parameters():
-    assert parse_facts(CONFIG) == ModelFacts(
-        served_model_name="epithre-embed", native_dimension=384, max_tokens=256, fingerprint="abc"
+def test_the_status_table_names_every_grpc_status():
+    assert set(STATUS_ERRORS) == set(grpc.StatusCode)
+
+
+def test_facts_are_read_from_the_loaded_configs():
+    assert parse_facts(CONFIG, TOWER) == ModelFacts(
+        served_model_name="epithre-embed",
+        native_dimension=384,
+        max_tokens=256,
+        fingerprint="abc",
+        text_tower_instances=2,
     )
 
 
@@ -159,18 +212,23 @@ def test_facts_are_read_from_the_ensemble_parameters():
 )
 def test_modalities_parameter_says_whether_images_are_served(modalities, supports_images):
     parameters = {**CONFIG["config"]["parameters"], "modalities": {"string_value": modalities}}
-    facts = parse_facts({"config": {"parameters": parameters}})
+    facts = parse_facts({"config": {"parameters": parameters}}, TOWER, IMAGE_PREPROCESS)
     assert facts.supports_images is supports_images
+    assert facts.max_image_pixels == (1000 if supports_images else 0)
 
 
 def test_missing_modalities_means_text_only():
-    assert parse_facts(CONFIG).supports_images is False
+    assert parse_facts(CONFIG, TOWER).supports_images is False
 
 
 def test_missing_fact_is_named():
     config = {"config": {"parameters": {"served_model_name": {"string_value": "e"}}}}
     with pytest.raises(ValueError, match="'native_dimension'"):
-        parse_facts(config)
+        parse_facts(config, TOWER)
+
+
+def test_a_tower_without_instance_groups_counts_as_one_instance():
+    assert parse_facts(CONFIG, {"config": {}}).text_tower_instances == 1
 
 
 class StubResult:
@@ -189,7 +247,7 @@ class StubClient:
 
     async def get_model_config(self, model_name, *, as_json, client_timeout):
         self.calls.append({"model": model_name, "as_json": as_json, "timeout": client_timeout})
-        return CONFIG
+        return CONFIGS[model_name]
 
     async def infer(self, model_name, inputs, *, outputs, client_timeout):
         self.calls.append(
@@ -215,12 +273,9 @@ class StubClient:
 
 def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
     client = StubClient()
-    embedder = TritonEmbedder(
-        client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=30.0
-    )  # type: ignore[arg-type]
-    result = asyncio.run(
-        embedder.embed_texts(["kucing", "é"], instruction="q:", truncate="START", dimensions=4)
-    )
+    embedder = TritonEmbedder(client, timeout_s=30.0)  # type: ignore[arg-type]
+    options = EmbedOptions(instruction="q:", truncate="START", dimensions=4)
+    result = asyncio.run(embedder.embed_texts(["kucing", "é"], options))
     (call,) = client.calls
     assert (call["model"], call["timeout"]) == ("embed_text", 30.0)
     assert call["outputs"] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
@@ -244,11 +299,9 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
 
 def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
     client = StubClient()
-    embedder = TritonEmbedder(
-        client, ensemble="embed_text", image_ensemble="embed_img_v2", timeout_s=30.0
-    )  # type: ignore[arg-type]
+    embedder = TritonEmbedder(client, timeout_s=30.0, image_ensemble="embed_img_v2")  # type: ignore[arg-type]
     image = b"\x89PNG\r\n\x1a\n\x00\xff"
-    vector = asyncio.run(embedder.embed_image(image, dimensions=16))
+    vector = asyncio.run(embedder.embed_image(image, EmbedOptions(dimensions=16)))
     (call,) = client.calls
     assert (call["model"], call["timeout"], call["outputs"]) == (
         "embed_img_v2",
@@ -267,24 +320,32 @@ def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
 
 def test_probe_embeds_one_text_with_a_5_second_deadline():
     client = StubClient()
-    asyncio.run(
-        TritonEmbedder(
-            client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=30.0
-        ).probe()
-    )  # type: ignore[arg-type]
+    asyncio.run(TritonEmbedder(client, timeout_s=30.0).probe())  # type: ignore[arg-type]
     (call,) = client.calls
     assert call["timeout"] == 5.0 and call["inputs"][0].shape() == [1, 1]
 
 
 def test_facts_come_from_get_model_config_as_json():
     client = StubClient()
-    facts = asyncio.run(
-        TritonEmbedder(
-            client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=3.0
-        ).facts()
-    )  # type: ignore[arg-type]
-    assert facts.native_dimension == 384
-    assert client.calls == [{"model": "embed_text", "as_json": True, "timeout": 3.0}]
+    facts = asyncio.run(TritonEmbedder(client, timeout_s=3.0).facts())  # type: ignore[arg-type]
+    assert (facts.native_dimension, facts.text_tower_instances) == (384, 2)
+    assert client.calls == [
+        {"model": "embed_text", "as_json": True, "timeout": 3.0},
+        {"model": "text_encoder", "as_json": True, "timeout": 3.0},
+    ]
+
+
+def test_a_multimodal_ensemble_s_pixel_cap_comes_from_the_image_preprocess():
+    client = StubClient()
+    parameters = {**CONFIG["config"]["parameters"], "modalities": {"string_value": "text,image"}}
+    client_configs = {**CONFIGS, "embed_text": {"config": {"parameters": parameters}}}
+    client.get_model_config = lambda model_name, **_: _answer(client_configs[model_name])
+    facts = asyncio.run(TritonEmbedder(client, timeout_s=3.0).facts())  # type: ignore[arg-type]
+    assert (facts.supports_images, facts.max_image_pixels) == (True, 1000)
+
+
+async def _answer(value: dict) -> dict:
+    return value
 
 
 def _free_port() -> int:
@@ -294,12 +355,7 @@ def _free_port() -> int:
 
 
 async def _facts_from(url: str, *, timeout_s: float) -> ModelFacts:
-    embedder = TritonEmbedder(
-        InferenceServerClient(url),
-        ensemble="embed_text",
-        image_ensemble="embed_image",
-        timeout_s=timeout_s,
-    )
+    embedder = TritonEmbedder(InferenceServerClient(url), timeout_s=timeout_s)
     try:
         return await embedder.facts()
     finally:
@@ -319,55 +375,3 @@ def test_real_client_past_its_deadline_is_504():
         port = listener.getsockname()[1]
         with pytest.raises(BackendTimeout):
             asyncio.run(_facts_from(f"127.0.0.1:{port}", timeout_s=0.3))
-
-
-class LengthEchoClient(StubClient):
-    """Answers each text with a vector holding its length, and 3 tokens per character."""
-
-    async def infer(self, model_name, inputs, outputs=None, client_timeout=None):
-        self.calls.append({"inputs": inputs})
-        texts = [t.decode() for t in deserialize_bytes_tensor(inputs[0]._get_content())]
-        if any(len(t) > 6 for t in texts):
-            over = next(i for i, t in enumerate(texts) if len(t) > 6)
-            raise InferenceServerException(
-                f"TOKEN_LIMIT_EXCEEDED item={over} tokens=99 limit=20", status="400"
-            )
-        n = len(texts)
-        return StubResult(
-            {
-                "EMBEDDING": np.array([[len(t), 0] for t in texts], dtype=np.float32),
-                "TOKENS": np.array([[3 * len(t)] for t in texts], dtype=np.int32),
-                "TRUNCATED": np.zeros((n, 1), dtype=bool),
-            }
-        )
-
-
-def _parted(client: StubClient) -> TritonEmbedder:
-    return TritonEmbedder(
-        client, ensemble="embed_text", image_ensemble="embed_image", timeout_s=30.0, text_parts=2
-    )  # type: ignore[arg-type]
-
-
-def test_texts_are_dealt_by_length_into_two_parts_and_come_back_in_input_order():
-    client = LengthEchoClient()
-    texts = ["aaaa", "b", "cccccc", "dd"]
-    result = asyncio.run(
-        _parted(client).embed_texts(texts, instruction="", truncate="END", dimensions=0)
-    )
-    sent = [
-        [t.decode() for t in deserialize_bytes_tensor(c["inputs"][0]._get_content())]
-        for c in client.calls
-    ]
-    assert sorted(sent) == [["b", "aaaa"], ["dd", "cccccc"]]
-    assert result.vectors[:, 0].tolist() == [4, 1, 6, 2]
-    assert result.tokens.tolist() == [12, 3, 18, 6]
-
-
-def test_a_token_limit_in_a_part_names_the_item_in_the_whole_request():
-    with pytest.raises(TokenLimitExceeded) as raised:
-        asyncio.run(
-            _parted(LengthEchoClient()).embed_texts(
-                ["a", "toolongtext", "bb", "c"], instruction="", truncate="NONE", dimensions=0
-            )
-        )
-    assert raised.value.item == 1

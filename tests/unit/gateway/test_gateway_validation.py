@@ -5,13 +5,14 @@ from gateway_fakes import FACTS
 
 from gateway import Settings
 from gateway.errors import APIError
-from gateway.schema import TOKEN_IDS, EmbeddingRequest, parse_request
+from gateway.protocol import EmbeddingRequest, Limits
+from gateway.validation import TOKEN_IDS, parse_request, request_type
 
-SETTINGS = Settings()
+REQUEST = request_type(Limits.of(Settings(), FACTS))
 
 
 def parse(**fields: object) -> EmbeddingRequest:
-    return parse_request({"model": "epithre-embed", **fields}, facts=FACTS, settings=SETTINGS)
+    return parse_request({"model": "epithre-embed", **fields}, REQUEST)
 
 
 def refused(**fields: object) -> APIError:
@@ -21,16 +22,26 @@ def refused(**fields: object) -> APIError:
 
 
 def test_defaults_fill_every_optional_field_in_contract_order():
-    assert parse(input="kucing") == EmbeddingRequest(
-        model="epithre-embed",
-        input=("kucing",),
-        dimensions=384,
-        instruction="",
-        truncate="END",
-        encoding_format="float",
-        user=None,
-        char_truncated=(False,),
-    )
+    request = parse(input="kucing")
+    assert request.model_dump() == {
+        "model": "epithre-embed",
+        "input": ("kucing",),
+        "dimensions": 384,
+        "instruction": "",
+        "truncate": "END",
+        "encoding_format": "float",
+        "user": None,
+    }
+    assert request.char_truncated == (False,)
+
+
+def test_char_truncated_is_never_read_from_the_body():
+    request = parse(input="kucing", char_truncated=[True], _char_truncated=[True])
+    assert request.char_truncated == (False,)
+
+
+def test_texts_are_never_in_the_repr():
+    assert "kucing" not in repr(parse(input="kucing"))
 
 
 def test_null_optional_fields_mean_their_defaults():
@@ -52,7 +63,7 @@ def test_unknown_top_level_fields_are_ignored():
 
 def test_body_must_be_a_json_object():
     with pytest.raises(APIError) as info:
-        parse_request(["a"], facts=FACTS, settings=SETTINGS)
+        parse_request(["a"], REQUEST)
     assert (info.value.status, info.value.param) == (400, None)
 
 
@@ -80,7 +91,7 @@ def test_empty_or_mistyped_input_is_400_naming_input(value, message):
 
 def test_missing_input_is_400_naming_input():
     with pytest.raises(APIError) as info:
-        parse_request({"model": "epithre-embed"}, facts=FACTS, settings=SETTINGS)
+        parse_request({"model": "epithre-embed"}, REQUEST)
     assert (info.value.status, info.value.param) == (400, "input")
 
 
@@ -222,13 +233,10 @@ def test_non_string_user_is_400():
 
 def test_limits_come_from_settings():
     settings = Settings(max_text_items=2, max_text_chars=5, max_instruction_chars=3)
+    limited = request_type(Limits.of(settings, FACTS))
     request = parse_request(
-        {"model": "epithre-embed", "input": ["abcdefg", "b"], "instruction": "abc"},
-        facts=FACTS,
-        settings=settings,
+        {"model": "epithre-embed", "input": ["abcdefg", "b"], "instruction": "abc"}, limited
     )
     assert request.input == ("abcde", "b")
     with pytest.raises(APIError):
-        parse_request(
-            {"model": "epithre-embed", "input": ["a"] * 3}, facts=FACTS, settings=settings
-        )
+        parse_request({"model": "epithre-embed", "input": ["a"] * 3}, limited)

@@ -1,0 +1,138 @@
+"""The embedding service: fan-out by tower instance, reassembly in input order, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+import pytest
+from gateway_fakes import FACTS, MULTIMODAL
+
+from gateway.embedder import EmbedOptions, TextEmbeddings
+from gateway.errors import BackendUnavailable, ImageRejected, TokenLimitExceeded
+from gateway.protocol import Limits
+from gateway.service import EmbeddingService, length_groups
+from gateway.settings import Settings
+from gateway.validation import parse_request, request_type
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class LengthEmbedder:
+    """Each text's vector holds its length; 3 tokens per character; texts over 6 characters are
+    over the token limit (with NONE) or cut (otherwise); images named in `bad_images` fail."""
+
+    def __init__(self, bad_images: tuple[bytes, ...] = ()) -> None:
+        self.text_calls: list[list[str]] = []
+        self.bad_images = bad_images
+
+    async def embed_texts(self, texts, options: EmbedOptions) -> TextEmbeddings:
+        self.text_calls.append(list(texts))
+        await asyncio.sleep(0.001 * len(self.text_calls))  # later parts answer later
+        long = [i for i, t in enumerate(texts) if len(t) > 6]
+        if long and options.truncate == "NONE":
+            raise TokenLimitExceeded(item=long[0], tokens=99, limit=20)
+        return TextEmbeddings(
+            vectors=np.array([[len(t)] * options.dimensions for t in texts], dtype=np.float32),
+            tokens=np.array([3 * len(t) for t in texts]),
+            truncated=np.array([len(t) > 6 for t in texts]),
+        )
+
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
+        if image in self.bad_images:
+            raise ImageRejected("cannot identify image file", item=0)
+        return np.full(options.dimensions, -1.0, dtype=np.float32)
+
+
+def request(*items, facts=MULTIMODAL, **fields):
+    limits = Limits.of(Settings(max_text_chars=9), facts)
+    payload = {"model": "epithre-embed", "input": list(items), "dimensions": 2, **fields}
+    return parse_request(payload, request_type(limits))
+
+
+def image(data: bytes) -> dict:
+    return {"type": "image", "image": base64.b64encode(data).decode()}
+
+
+def embed(service: EmbeddingService, body):
+    return asyncio.run(service.embed(body))
+
+
+@pytest.fixture(autouse=True)
+def _header_only_images(monkeypatch):
+    # The image checks are tested elsewhere; here any bytes are an image.
+    monkeypatch.setattr(
+        "gateway.validation.decode_image", lambda item, **_: base64.b64decode(item["image"])
+    )
+
+
+def test_texts_are_dealt_by_length_into_one_part_per_tower_instance():
+    assert length_groups(["aaaa", "b", "cccccc", "dd"], 2) == [[0, 1], [2, 3]]
+    assert length_groups(["aaaa", "b"], 4) == [[1], [0]]
+    assert length_groups(["a", "b", "c"], 1) == [[0, 1, 2]]
+
+
+def test_rows_come_back_in_input_order_whatever_part_computed_them():
+    embedder = LengthEmbedder()
+    result = embed(EmbeddingService(embedder, text_parts=2), request("aaaa", "b", "cccccc", "dd"))
+    assert sorted(embedder.text_calls) == [["aaaa", "b"], ["cccccc", "dd"]]
+    assert result.vectors[:, 0].tolist() == [4, 1, 6, 2]
+
+
+def test_images_and_texts_keep_their_positions():
+    embedder = LengthEmbedder()
+    body = request("aa", image(b"x"), "bbb", image(b"y"))
+    result = embed(EmbeddingService(embedder, text_parts=2), body)
+    assert result.vectors[:, 0].tolist() == [2, -1, 3, -1]
+    assert result.types == ["text", "image", "text", "image"]
+    assert result.image_count == 2
+
+
+def test_usage_counts_tokens_of_texts_and_each_truncated_item_once():
+    # "x" * 12 is cut to 9 characters by the cap, then over 6 it is also cut at the token limit.
+    body = request("x" * 12, "abcdefgh", "ab")
+    result = embed(EmbeddingService(LengthEmbedder(), text_parts=2), body)
+    assert result.prompt_tokens == 3 * (9 + 8 + 2)
+    assert result.truncated == [True, True, False]
+    assert result.truncated_count == 2
+
+
+def test_a_token_limit_in_a_part_names_the_item_in_the_whole_request():
+    body = request("a", "toolong", "bb", "c", truncate="NONE", facts=FACTS)
+    with pytest.raises(TokenLimitExceeded) as raised:
+        embed(EmbeddingService(LengthEmbedder(), text_parts=2), body)
+    assert (raised.value.item, raised.value.param) == (1, "input[1]")
+
+
+def test_of_two_failing_items_the_first_in_input_order_is_reported():
+    body = request("toolong", "b", "c", "alsolong", truncate="NONE", facts=FACTS)
+    for _ in range(3):
+        with pytest.raises(TokenLimitExceeded) as raised:
+            embed(EmbeddingService(LengthEmbedder(), text_parts=4), body)
+        assert raised.value.param == "input[0]"
+
+
+def test_text_failures_come_before_image_failures():
+    body = request(image(b"bad"), "toolong", truncate="NONE")
+    with pytest.raises(TokenLimitExceeded):
+        embed(EmbeddingService(LengthEmbedder(bad_images=(b"bad",)), text_parts=1), body)
+
+
+def test_a_refused_image_names_its_input_index():
+    body = request("a", image(b"ok"), image(b"bad"))
+    with pytest.raises(ImageRejected) as raised:
+        embed(EmbeddingService(LengthEmbedder(bad_images=(b"bad",)), text_parts=1), body)
+    assert (raised.value.param, raised.value.message) == (
+        "input[2]",
+        "input[2]: cannot identify image file",
+    )
+
+
+def test_a_backend_failure_passes_through_unchanged():
+    class Down(LengthEmbedder):
+        async def embed_texts(self, texts, options):
+            raise BackendUnavailable("the model backend is unavailable")
+
+    with pytest.raises(BackendUnavailable):
+        embed(EmbeddingService(Down(), text_parts=2), request("a", "b"))
