@@ -9,11 +9,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export import tensors
 from export.facts import ImageFacts, ServedFacts, TextFacts
-from export.tensors import Tensor
+from model_repository import wire
 
-STRING = "TYPE_STRING"
 QUEUE_SIZE = 512
-MAX_IMAGES_PER_BATCH = 16
 IMAGE_DECODERS = 2
 # NO_BATCHER: the models whose executions take a few milliseconds (tokenizing, decoding,
 # normalizing) run each request as it comes. Behind Triton's dynamic batcher, requests that
@@ -27,26 +25,32 @@ PYTHON_TOWER_TUNING = {
     # Chunks of rows run side by side on one ONNX Runtime thread each. One at a time: the two
     # instances fill the cores (the gateway sends a request's texts as two parts), and more
     # threads than cores cost 20% more CPU per text.
-    "parallel_chunks": 1,
-    "intra_op_threads": 1,
+    wire.P_PARALLEL_CHUNKS: 1,
+    wire.P_INTRA_OP_THREADS: 1,
     # Spinning threads burn the cores that tokenization and the gateway share with the tower.
-    "allow_spinning": 0,
-    "chunk_rows": 4,
+    wire.P_ALLOW_SPINNING: 0,
+    wire.P_CHUNK_ROWS: 4,
 }
 
 
-def _tensor(message_type, t: Tensor):
-    return message_type(name=t.name, data_type=mc.DataType.Value(t.data_type), dims=list(t.dims))
+# What text_preprocess reads and hands on besides the token features: the ensemble's text
+# tensors less DIMENSIONS and EMBEDDING, which only embed_postprocess reads and writes.
+TEXT_PREPROCESS_INPUTS = tuple(t for t in wire.TEXT_INPUTS if t != wire.DIMENSIONS)
+TEXT_PREPROCESS_OUTPUTS = tuple(t for t in wire.TEXT_OUTPUTS if t != wire.EMBEDDING)
+
+
+def _tensor(message_type, t: wire.Tensor):
+    return message_type(name=t.name, data_type=mc.DataType.Value(t.config_type), dims=list(t.dims))
 
 
 def _batched(
     name: str,
     *,
     backend: str,
-    inputs: list[Tensor],
-    outputs: list[Tensor],
+    inputs: list[wire.Tensor],
+    outputs: list[wire.Tensor],
     queue_delay_us: int | None,
-    max_batch_size: int = tensors.MAX_BATCH_SIZE,
+    max_batch_size: int = wire.MAX_TEXT_BATCH,
 ) -> mc.ModelConfig:
     """`queue_delay_us=None`: no dynamic batcher, each request runs as it comes."""
     config = mc.ModelConfig(name=name, backend=backend, max_batch_size=max_batch_size)
@@ -66,45 +70,41 @@ def _parameters(config: mc.ModelConfig, values: dict[str, object]) -> mc.ModelCo
     return config
 
 
-def _string(name: str) -> Tensor:
-    return Tensor(name, STRING, (1,))
-
-
-def _dimensions() -> Tensor:
-    return Tensor(tensors.DIMENSIONS, "TYPE_INT32", (1,))
-
-
 def text_preprocess(text: TextFacts) -> mc.ModelConfig:
-    outputs = [
-        *tensors.token_features(text.preprocess_features),
-        Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
-        Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
-    ]
-    inputs = [_string(n) for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)]
     config = _batched(
-        tensors.TEXT_PREPROCESS,
+        wire.TEXT_PREPROCESS,
         backend="python",
-        inputs=inputs,
-        outputs=outputs,
+        inputs=list(TEXT_PREPROCESS_INPUTS),
+        outputs=[*tensors.token_features(text.preprocess_features), *TEXT_PREPROCESS_OUTPUTS],
         queue_delay_us=None,  # see NO_BATCHER
     )
     return _parameters(
         config,
         {
-            "tokenizer_file": "tokenizer/tokenizer.json",
-            "max_tokens": text.max_tokens,
-            "instruction_template": text.instruction_template,
-            "include_prompt": str(text.include_prompt).lower(),
-            "pad_id": text.pad_id,
-            "pad_to_max_tokens": str(text.pad_to_max_tokens).lower(),
+            wire.P_TOKENIZER_FILE: "tokenizer/tokenizer.json",
+            wire.P_MAX_TOKENS: text.max_tokens,
+            wire.P_INSTRUCTION_TEMPLATE: text.instruction_template,
+            wire.P_INCLUDE_PROMPT: wire.flag(text.include_prompt),
+            wire.P_PAD_ID: text.pad_id,
+            wire.P_PAD_TO_MAX_TOKENS: wire.flag(text.pad_to_max_tokens),
+            wire.P_TOKEN_FEATURES: ",".join(text.preprocess_features),
         },
     )
 
 
 def _tower(
-    name: str, inputs: list[Tensor], output: Tensor, *, backend: str, max_batch_size: int
+    name: str,
+    inputs: list[wire.Tensor],
+    output: wire.Tensor,
+    *,
+    backend: str,
+    max_batch_size: int,
+    length_input: str,
 ) -> mc.ModelConfig:
-    """`backend="python"` runs ONNX Runtime in a Python model; `"onnxruntime"` is Triton's own."""
+    """`backend="python"` runs ONNX Runtime in a Python model; `"onnxruntime"` is Triton's own.
+
+    `length_input` is the input whose row sums are token lengths (see TextFacts.length_input).
+    """
     config = _batched(
         name,
         backend=backend,
@@ -125,28 +125,31 @@ def _tower(
     # A second instance takes what arrives while the first computes. With one, the batcher
     # sometimes slept its default 500 ms instead of starting when the instance came free.
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=PYTHON_TOWER_INSTANCES)
-    return _parameters(config, {"onnx_file": "model.onnx", **PYTHON_TOWER_TUNING})
+    return _parameters(
+        config,
+        {wire.P_ONNX_FILE: "model.onnx", **PYTHON_TOWER_TUNING, wire.P_LENGTH_INPUT: length_input},
+    )
 
 
 def text_encoder(text: TextFacts, *, backend: str) -> mc.ModelConfig:
-    inputs = tensors.token_features(text.encoder_inputs)
     return _tower(
-        tensors.TEXT_ENCODER,
-        inputs,
+        wire.TEXT_ENCODER,
+        tensors.token_features(text.encoder_inputs),
         text.encoder_output,
         backend=backend,
-        max_batch_size=tensors.MAX_BATCH_SIZE,
+        max_batch_size=wire.MAX_TEXT_BATCH,
+        length_input=text.length_input,
     )
 
 
 def image_preprocess(image: ImageFacts) -> mc.ModelConfig:
     config = _batched(
-        tensors.IMAGE_PREPROCESS,
+        wire.IMAGE_PREPROCESS,
         backend="python",
-        inputs=[_string(tensors.IMAGE)],
+        inputs=[wire.IMAGE],
         outputs=[tensors.pixel_values(image.image_size)],
         queue_delay_us=None,  # see NO_BATCHER
-        max_batch_size=MAX_IMAGES_PER_BATCH,
+        max_batch_size=wire.MAX_IMAGE_BATCH,
     )
     # Decoding and resizing is most of an image's cost and runs one image at a time in a stub:
     # one instance per core lets images decode side by side (docs/tuning.md).
@@ -154,48 +157,65 @@ def image_preprocess(image: ImageFacts) -> mc.ModelConfig:
     return _parameters(
         config,
         {
-            "processor": json.dumps(image.processor, sort_keys=True),
-            "max_pixels": image.max_pixels,
+            wire.P_PROCESSOR: json.dumps(image.processor, sort_keys=True),
+            wire.P_MAX_PIXELS: image.max_pixels,
         },
     )
 
 
 def image_encoder(image: ImageFacts, *, backend: str) -> mc.ModelConfig:
-    output = Tensor(tensors.IMAGE_EMBEDDING, "TYPE_FP32", (image.dimension,))
     return _tower(
-        tensors.IMAGE_ENCODER,
+        wire.IMAGE_ENCODER,
         [tensors.pixel_values(image.image_size)],
-        output,
+        wire.Tensor(wire.IMAGE_EMBEDDING, "FP32", (image.dimension,)),
         backend=backend,
-        max_batch_size=MAX_IMAGES_PER_BATCH,
+        max_batch_size=wire.MAX_IMAGE_BATCH,
+        length_input="",  # pixels keep their shape
     )
 
 
-def _postprocess_inputs(text: TextFacts) -> list[Tensor]:
+def _postprocess_inputs(text: TextFacts) -> list[wire.Tensor]:
     """A pooled embedding, or token states and the mask to pool them by; then DIMENSIONS."""
     if text.pooled_in_graph:
-        return [Tensor(tensors.POOLED_EMBEDDING, "TYPE_FP32", (text.dimension,)), _dimensions()]
-    mask = Tensor(tensors.POOLING_MASK, "TYPE_INT64", (-1,))
-    return [text.encoder_output, mask, _dimensions()]
+        pooled = wire.Tensor(wire.POOLED_EMBEDDING, "FP32", (text.dimension,))
+        return [pooled, wire.DIMENSIONS]
+    return [text.encoder_output, *tensors.token_features([wire.POOLING_MASK]), wire.DIMENSIONS]
 
 
 def embed_postprocess(text: TextFacts) -> mc.ModelConfig:
     config = _batched(
-        tensors.POSTPROCESS,
+        wire.POSTPROCESS,
         backend="python",
         inputs=_postprocess_inputs(text),
-        outputs=[Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,))],
+        outputs=[wire.EMBEDDING],
         queue_delay_us=None,  # see NO_BATCHER
     )
-    return _parameters(config, {"native_dimension": text.dimension, "pooling": text.pooling})
+    return _parameters(
+        config,
+        {
+            wire.P_NATIVE_DIMENSION: text.dimension,
+            wire.P_POOLING: text.pooling,
+            wire.P_POOL_TOKENS: wire.flag(not text.pooled_in_graph),
+        },
+    )
 
 
 def _ensemble(
-    name: str, inputs: list[Tensor], outputs: list[Tensor], *, max_batch_size: int
+    name: str,
+    inputs: tuple[wire.Tensor, ...],
+    outputs: tuple[wire.Tensor, ...],
+    *,
+    max_batch_size: int,
+    steps: list[tuple[str, dict[str, str], dict[str, str]]],
 ) -> mc.ModelConfig:
+    """`steps`: (model, input_map, output_map) in order, each map keyed by the model's names."""
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
     config.input.extend(_tensor(mc.ModelInput, t) for t in inputs)
     config.output.extend(_tensor(mc.ModelOutput, t) for t in outputs)
+    for model, input_map, output_map in steps:
+        config.ensemble_scheduling.step.add(
+            model_name=model, model_version=-1, input_map=input_map, output_map=output_map
+        )
     return config
 
 
@@ -204,84 +224,54 @@ def _same(names) -> dict[str, str]:
 
 
 def embed_text(text: TextFacts, served: ServedFacts) -> mc.ModelConfig:
-    config = _ensemble(
-        tensors.ENSEMBLE_TEXT,
-        [
-            *(_string(n) for n in (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)),
-            _dimensions(),
-        ],
-        [
-            Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,)),
-            Tensor(tensors.TOKENS, "TYPE_INT32", (1,)),
-            Tensor(tensors.TRUNCATED, "TYPE_BOOL", (1,)),
-        ],
-        max_batch_size=tensors.MAX_BATCH_SIZE,
-    )
     encoded = text.encoder_output.name
     postprocess_inputs = _same(t.name for t in _postprocess_inputs(text))
     if text.pooled_in_graph:
-        postprocess_inputs[tensors.POOLED_EMBEDDING] = encoded
-    steps = config.ensemble_scheduling.step
-    steps.add(
-        model_name=tensors.TEXT_PREPROCESS,
-        model_version=-1,
-        input_map=_same((tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE)),
-        output_map=_same((*text.preprocess_features, tensors.TOKENS, tensors.TRUNCATED)),
-    )
-    steps.add(
-        model_name=tensors.TEXT_ENCODER,
-        model_version=-1,
-        input_map=_same(text.encoder_inputs),
-        output_map=_same((encoded,)),
-    )
-    steps.add(
-        model_name=tensors.POSTPROCESS,
-        model_version=-1,
-        input_map=postprocess_inputs,
-        output_map=_same((tensors.EMBEDDING,)),
+        postprocess_inputs[wire.POOLED_EMBEDDING] = encoded
+    preprocess_outputs = (*text.preprocess_features, *(t.name for t in TEXT_PREPROCESS_OUTPUTS))
+    config = _ensemble(
+        wire.ENSEMBLE_TEXT,
+        wire.TEXT_INPUTS,
+        wire.TEXT_OUTPUTS,
+        max_batch_size=wire.MAX_TEXT_BATCH,
+        steps=[
+            (
+                wire.TEXT_PREPROCESS,
+                _same(t.name for t in TEXT_PREPROCESS_INPUTS),
+                _same(preprocess_outputs),
+            ),
+            (wire.TEXT_ENCODER, _same(text.encoder_inputs), _same((encoded,))),
+            (wire.POSTPROCESS, postprocess_inputs, _same((wire.EMBEDDING.name,))),
+        ],
     )
     return _parameters(
         config,
         {
-            "served_model_name": tensors.SERVED_MODEL_NAME,
-            "native_dimension": served.native_dimension,
-            "max_tokens": served.max_tokens,
-            "fingerprint": served.fingerprint,
-            "modalities": ",".join(served.modalities),
+            wire.P_SERVED_MODEL_NAME: wire.SERVED_MODEL_NAME,
+            wire.P_NATIVE_DIMENSION: served.native_dimension,
+            wire.P_MAX_TOKENS: served.max_tokens,
+            wire.P_FINGERPRINT: served.fingerprint,
+            wire.P_MODALITIES: ",".join(served.modalities),
         },
     )
 
 
 def embed_image() -> mc.ModelConfig:
-    config = _ensemble(
-        tensors.ENSEMBLE_IMAGE,
-        [_string(tensors.IMAGE), _dimensions()],
-        [Tensor(tensors.EMBEDDING, "TYPE_FP32", (-1,))],
-        max_batch_size=MAX_IMAGES_PER_BATCH,
+    postprocess_inputs = {
+        wire.POOLED_EMBEDDING: wire.IMAGE_EMBEDDING,
+        wire.DIMENSIONS.name: wire.DIMENSIONS.name,
+    }
+    return _ensemble(
+        wire.ENSEMBLE_IMAGE,
+        wire.IMAGE_INPUTS,
+        wire.IMAGE_OUTPUTS,
+        max_batch_size=wire.MAX_IMAGE_BATCH,
+        steps=[
+            (wire.IMAGE_PREPROCESS, _same((wire.IMAGE.name,)), _same((wire.PIXEL_VALUES,))),
+            (wire.IMAGE_ENCODER, _same((wire.PIXEL_VALUES,)), _same((wire.IMAGE_EMBEDDING,))),
+            (wire.POSTPROCESS, postprocess_inputs, _same((wire.EMBEDDING.name,))),
+        ],
     )
-    steps = config.ensemble_scheduling.step
-    steps.add(
-        model_name=tensors.IMAGE_PREPROCESS,
-        model_version=-1,
-        input_map=_same((tensors.IMAGE,)),
-        output_map=_same((tensors.PIXEL_VALUES,)),
-    )
-    steps.add(
-        model_name=tensors.IMAGE_ENCODER,
-        model_version=-1,
-        input_map=_same((tensors.PIXEL_VALUES,)),
-        output_map=_same((tensors.IMAGE_EMBEDDING,)),
-    )
-    steps.add(
-        model_name=tensors.POSTPROCESS,
-        model_version=-1,
-        input_map={
-            tensors.POOLED_EMBEDDING: tensors.IMAGE_EMBEDDING,
-            tensors.DIMENSIONS: tensors.DIMENSIONS,
-        },
-        output_map=_same((tensors.EMBEDDING,)),
-    )
-    return config
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from export import tensors
 from export.facts import ImageFacts, TextFacts
 from export.graph import EAGER_ATTENTION, export_graph
 from export.parity import ParityReport, compare, cosine_rows, run_onnx
 from export.probes import PROBES, probe_images
+from model_repository import wire
 
 SUPPORTED = ("clip", "siglip")
 PROCESSOR_KEYS = (
@@ -96,7 +96,7 @@ class DualTower:
         text = TextFacts(
             encoder_inputs=tuple(
                 n
-                for n in tensors.TOKENIZER_FEATURES
+                for n in wire.TOKENIZER_FEATURES
                 if n in tokenizer.model_input_names and n in accepted
             ),
             dimension=dimension,
@@ -115,23 +115,23 @@ class DualTower:
     def export_text(self, destination: Path) -> Path:
         examples = {n: torch.ones(2, 8, dtype=torch.long) for n in self.text.encoder_inputs}
         axes = {n: {0: "batch", 1: "sequence"} for n in self.text.encoder_inputs}
-        axes[tensors.SENTENCE_EMBEDDING] = {0: "batch"}
+        axes[wire.SENTENCE_EMBEDDING] = {0: "batch"}
         return export_graph(
             TextFeatures(self.model, self.text.encoder_inputs),
             examples,
-            output=tensors.SENTENCE_EMBEDDING,
+            output=wire.SENTENCE_EMBEDDING,
             dynamic_axes=axes,
             destination=destination,
         )
 
     def export_image(self, destination: Path) -> Path:
         size = self.image.image_size
-        examples = {tensors.PIXEL_VALUES: torch.zeros(2, 3, size, size)}
-        axes = {tensors.PIXEL_VALUES: {0: "batch"}, tensors.IMAGE_EMBEDDING: {0: "batch"}}
+        examples = {wire.PIXEL_VALUES: torch.zeros(2, 3, size, size)}
+        axes = {wire.PIXEL_VALUES: {0: "batch"}, wire.IMAGE_EMBEDDING: {0: "batch"}}
         return export_graph(
             ImageFeatures(self.model),
             examples,
-            output=tensors.IMAGE_EMBEDDING,
+            output=wire.IMAGE_EMBEDDING,
             dynamic_axes=axes,
             destination=destination,
         )
@@ -152,7 +152,7 @@ class DualTower:
         return compare(
             cosine_rows(reference.numpy(), exported),
             list(PROBES),
-            compared=tensors.SENTENCE_EMBEDDING,
+            compared=wire.SENTENCE_EMBEDDING,
         )
 
     def image_parity(self, onnx_path: Path) -> ParityReport:
@@ -166,5 +166,5 @@ def image_parity(tower: nn.Module, processor, onnx_path: Path, images: dict[str,
     )
     with torch.no_grad():
         reference = tower(torch.from_numpy(pixels)).numpy()
-    exported = run_onnx(onnx_path, {tensors.PIXEL_VALUES: pixels})
-    return compare(cosine_rows(reference, exported), list(images), compared=tensors.IMAGE_EMBEDDING)
+    exported = run_onnx(onnx_path, {wire.PIXEL_VALUES: pixels})
+    return compare(cosine_rows(reference, exported), list(images), compared=wire.IMAGE_EMBEDDING)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from export import tensors
 from export.checkpoint import DEFAULT_INSTRUCTION_TEMPLATE
-from export.tensors import Tensor
+from model_repository import wire
 
 MAX_IMAGE_PIXELS = 40_000_000
 
@@ -24,17 +23,28 @@ class TextFacts:
     pad_to_max_tokens: bool = False  # SigLIP was trained on texts padded to its full length
 
     @property
-    def encoder_output(self) -> Tensor:
+    def encoder_output(self) -> wire.Tensor:
         if self.pooled_in_graph:
-            return Tensor(tensors.SENTENCE_EMBEDDING, "TYPE_FP32", (self.dimension,))
-        return Tensor(tensors.TOKEN_EMBEDDINGS, "TYPE_FP32", (-1, self.dimension))
+            return wire.Tensor(wire.SENTENCE_EMBEDDING, "FP32", (self.dimension,))
+        return wire.Tensor(wire.TOKEN_EMBEDDINGS, "FP32", (-1, self.dimension))
 
     @property
     def preprocess_features(self) -> tuple[str, ...]:
         """The encoder's inputs, plus the pooling mask when the postprocess pools."""
         if self.pooled_in_graph:
             return self.encoder_inputs
-        return (*self.encoder_inputs, tensors.POOLING_MASK)
+        return (*self.encoder_inputs, wire.POOLING_MASK)
+
+    @property
+    def length_input(self) -> str:
+        """The encoder input whose row sums are token lengths; "" when rows keep their shape.
+
+        Token-level outputs must keep the request's length, so only a pooled output lets the
+        tower cut rows to their own length.
+        """
+        if self.pooled_in_graph and wire.ATTENTION_MASK in self.encoder_inputs:
+            return wire.ATTENTION_MASK
+        return ""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from export import tensors
+from model_repository import wire
 
 FP32_MIN_COSINE = 0.9999
 
@@ -84,10 +84,10 @@ def check_sentence_transformer(
     features = {
         k: v.numpy().astype(np.int64)
         for k, v in model.preprocess(list(probes)).items()
-        if k in tensors.TOKENIZER_FEATURES
+        if k in wire.TOKENIZER_FEATURES
     }
     # With no prompt the reference pools over the attention mask.
-    features[tensors.POOLING_MASK] = features[tensors.ATTENTION_MASK]
+    features[wire.POOLING_MASK] = features[wire.ATTENTION_MASK]
     exported = run_onnx(onnx_path, features)
     if pooled:
         cosines = cosine_rows(model.encode(list(probes), convert_to_numpy=True), exported)
@@ -99,5 +99,5 @@ def check_sentence_transformer(
                 for i, ref in enumerate(tokens)
             ]
         )
-    compared = tensors.SENTENCE_EMBEDDING if pooled else tensors.TOKEN_EMBEDDINGS
+    compared = wire.SENTENCE_EMBEDDING if pooled else wire.TOKEN_EMBEDDINGS
     return compare(cosines, list(probes), compared=compared, threshold=threshold)

@@ -11,16 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from export import configs, tensors, variants
+from export import configs, variants
 from export.checkpoint import CheckpointError
 from export.facts import ServedFacts
+from model_repository import wire
 
 REPORT_FILE = "export_report.json"
 PRODUCTION_CONFIG = Path("configs") / "production.pbtxt"
 # The committed Python models; an export elsewhere starts from a copy of them.
 SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 GENERATED = ("config.pbtxt", "configs", "*.onnx", "tokenizer", REPORT_FILE, "__pycache__")
-IMAGE_MODELS = (tensors.IMAGE_PREPROCESS, tensors.IMAGE_ENCODER, tensors.ENSEMBLE_IMAGE)
+IMAGE_MODELS = (wire.IMAGE_PREPROCESS, wire.IMAGE_ENCODER, wire.ENSEMBLE_IMAGE)
 
 
 @contextmanager
@@ -51,6 +52,8 @@ def _prepare(repository: Path, *, with_images: bool) -> None:
     """Copy the committed Python models into a new repository; drop stale generated files."""
     if repository.resolve() != SOURCE_REPOSITORY:
         skipped = () if with_images else IMAGE_MODELS
+        # Links are followed: each model folder gets a file of its own for the links it holds
+        # (wire.py, and image_encoder's model.py), so the copy works wherever it is moved.
         shutil.copytree(
             SOURCE_REPOSITORY,
             repository,
@@ -58,7 +61,7 @@ def _prepare(repository: Path, *, with_images: bool) -> None:
             ignore=shutil.ignore_patterns(*GENERATED, *skipped),
         )
     # An fp16 graph from an earlier export would outlive the config that served it.
-    (repository / tensors.TEXT_ENCODER / "1" / variants.FP16_FILE).unlink(missing_ok=True)
+    (repository / wire.TEXT_ENCODER / "1" / variants.FP16_FILE).unlink(missing_ok=True)
     for model in IMAGE_MODELS if not with_images else ():
         for stale in (repository / model / "config.pbtxt", repository / model / "1" / "model.onnx"):
             stale.unlink(missing_ok=True)
@@ -91,8 +94,8 @@ def export_repository(
     if with_images and not pool_in_graph:
         raise CheckpointError("pooling outside the graph is for text-only checkpoints")
     _prepare(repository, with_images=with_images)
-    text_onnx = repository / tensors.TEXT_ENCODER / "1" / "model.onnx"
-    image_onnx = repository / tensors.IMAGE_ENCODER / "1" / "model.onnx"
+    text_onnx = repository / wire.TEXT_ENCODER / "1" / "model.onnx"
+    image_onnx = repository / wire.IMAGE_ENCODER / "1" / "model.onnx"
     report: dict = {"checkpoint": str(checkpoint_dir)}
     with step(f"loading {checkpoint_dir}"):
         if kind is not None:
@@ -107,7 +110,7 @@ def export_repository(
         source.export_text(text_onnx)
     with step(f"checking text parity on {len(PROBES)} Indonesian probes"):
         report["text_parity_fp32"] = source.text_parity(text_onnx).as_dict()
-    tokenizer_path = repository / tensors.TEXT_PREPROCESS / "1" / "tokenizer" / "tokenizer.json"
+    tokenizer_path = repository / wire.TEXT_PREPROCESS / "1" / "tokenizer" / "tokenizer.json"
     tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
     source.tokenizer.backend_tokenizer.save(str(tokenizer_path))
     with step(f"making the {variant} variant of the text tower"):
@@ -160,5 +163,5 @@ def export_repository(
         modalities=list(served.modalities),
         fingerprint=served.fingerprint,
     )
-    (repository / tensors.TEXT_ENCODER / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    (repository / wire.TEXT_ENCODER / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report

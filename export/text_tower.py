@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from export import tensors
 from export.facts import TextFacts
 from export.graph import export_graph
+from model_repository import wire
 
 
 class PooledTransformer(nn.Module):
@@ -27,7 +27,7 @@ class PooledTransformer(nn.Module):
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         named = dict(zip(self.inputs, features, strict=True))
-        pooling_mask = named.pop(tensors.POOLING_MASK, None)
+        pooling_mask = named.pop(wire.POOLING_MASK, None)
         hidden = self.transformer(**named).last_hidden_state
         if self.pooling is None:
             return hidden
@@ -39,9 +39,9 @@ class PooledTransformer(nn.Module):
 
 def graph_inputs(model_input_names: list[str], *, pooling: str, pooled_in_graph: bool):
     """The tokenizer's features the model takes, plus the pooling mask for a fused mean."""
-    names = tuple(n for n in tensors.TOKENIZER_FEATURES if n in model_input_names)
+    names = tuple(n for n in wire.TOKENIZER_FEATURES if n in model_input_names)
     if pooled_in_graph and pooling == "mean":
-        names = (*names, tensors.POOLING_MASK)
+        names = (*names, wire.POOLING_MASK)
     return names
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export import tensors
 from export.facts import TextFacts
 from export.parity import cosine_rows, run_onnx
 from export.probes import PROBES
+from model_repository import wire
 
 VARIANTS = ("fp32", "int8", "fp16")
 SERVED_FILE = "model.onnx"  # what the configs serve unless a variant says otherwise
@@ -64,10 +64,10 @@ def text_features(tokenizer, text: TextFacts, texts: list[str]) -> dict[str, np.
     features = {
         name: np.asarray(encoded[name], dtype=np.int64)
         for name in text.encoder_inputs
-        if name != tensors.POOLING_MASK
+        if name != wire.POOLING_MASK
     }
-    if tensors.POOLING_MASK in text.encoder_inputs:
-        features[tensors.POOLING_MASK] = features[tensors.ATTENTION_MASK]
+    if wire.POOLING_MASK in text.encoder_inputs:
+        features[wire.POOLING_MASK] = features[wire.ATTENTION_MASK]
     return features
 
 
@@ -128,7 +128,7 @@ def text_cosines(
     cosines = cosine_rows(reference, candidate)
     if cosines.ndim == 1:
         return cosines
-    real = features[tensors.ATTENTION_MASK].astype(bool)
+    real = features[wire.ATTENTION_MASK].astype(bool)
     return np.where(real, cosines, np.inf).min(axis=1)
 
 

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository, sentence_transformer, tensors
+from export import repository, sentence_transformer
 from export.__main__ import main as export_main
 from export.parity import FP32_MIN_COSINE
 from tests import tiny_models
@@ -118,20 +118,29 @@ def test_failed_parity_fails_the_export(tmp_path, monkeypatch):
     assert not (tmp_path / "r" / "embed_text" / "config.pbtxt").exists()
 
 
-def test_tensor_names_are_those_of_the_architecture():
-    assert (tensors.TEXT, tensors.INSTRUCTION, tensors.TRUNCATE, tensors.DIMENSIONS) == (
-        "TEXT",
-        "INSTRUCTION",
-        "TRUNCATE",
-        "DIMENSIONS",
-    )
-
-
-def test_an_export_elsewhere_carries_the_python_models(exported):
+def test_an_export_elsewhere_carries_the_python_models_and_their_wire_contract(exported):
     repo, _ = exported
+    contract = (repository.SOURCE_REPOSITORY / "wire.py").read_text()
     for model in ("text_preprocess", "text_encoder", "embed_postprocess"):
         assert (repo / model / "1" / "model.py").is_file()
+        assert (repo / model / "1" / "wire.py").read_text() == contract
+    assert (repo / "wire.py").read_text() == contract
     assert (repo / "embed_text" / "1").is_dir()
+    assert not list(repo.rglob("__pycache__"))
+
+
+def test_models_are_told_their_tensors_and_pooling_by_parameters(exported):
+    repo, report = exported
+    pooled_in_graph = report["pooling_in"] == "graph"
+    preprocess = _config(repo / "text_preprocess" / "config.pbtxt")
+    token_outputs = [o.name for o in preprocess.output if o.name not in ("TOKENS", "TRUNCATED")]
+    assert preprocess.parameters["token_features"].string_value == ",".join(token_outputs)
+    encoder = _config(repo / "text_encoder" / "config.pbtxt")
+    length_input = encoder.parameters["length_input"].string_value
+    assert length_input == ("attention_mask" if pooled_in_graph else "")
+    postprocess = _config(repo / "embed_postprocess" / "config.pbtxt")
+    pool_tokens = postprocess.parameters["pool_tokens"].string_value
+    assert pool_tokens == ("false" if pooled_in_graph else "true")
 
 
 def test_local_tower_merges_requests_of_any_length_and_production_only_equal_shapes(exported):

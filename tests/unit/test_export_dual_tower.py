@@ -59,3 +59,15 @@ def test_image_preprocess_carries_the_checkpoint_processor(exported):
     processor = json.loads(params["processor"].string_value)
     assert processor.get("do_center_crop", False) == (kind == "clip")
     assert int(params["max_pixels"].string_value) == 40_000_000
+
+
+def test_image_rows_keep_their_shape_and_text_rows_are_cut_by_their_attention_mask(exported):
+    kind, repo, _ = exported
+    image = _config(repo / "image_encoder" / "config.pbtxt")
+    assert image.parameters["length_input"].string_value == ""
+    text = _config(repo / "text_encoder" / "config.pbtxt")
+    inputs = [i.name for i in text.input]
+    # SigLIP's text tower takes no attention mask: its rows are padded to the full length.
+    assert inputs == (["input_ids", "attention_mask"] if kind == "clip" else ["input_ids"])
+    expected = "attention_mask" if kind == "clip" else ""
+    assert text.parameters["length_input"].string_value == expected

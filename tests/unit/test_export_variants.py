@@ -10,8 +10,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository, tensors, variants
+from export import repository, variants
 from export.__main__ import main as export_main
+from model_repository import wire
 from tests import tiny_models
 
 # The seeded tiny BERT's int8 text tower, measured on the 64 comparison texts.
@@ -126,5 +127,5 @@ def test_token_outputs_are_judged_on_real_tokens_only():
     reference = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
     candidate = np.array([[[1.0, 0.0], [1.0, 1.0], [-1.0, -1.0]]])  # the last token is padding
     mask = np.array([[1, 1, 0]])
-    cosines = variants.text_cosines(reference, candidate, {tensors.ATTENTION_MASK: mask})
+    cosines = variants.text_cosines(reference, candidate, {wire.ATTENTION_MASK: mask})
     np.testing.assert_allclose(cosines, [np.sqrt(0.5)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import triton_python_backend_utils as pb_utils
+import wire
 from vectors import pool, truncate_and_normalize
 
 
@@ -18,8 +19,9 @@ def _input(request, name: str):
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
-        self.pooling = config["parameters"]["pooling"]["string_value"]
-        self.pools = any(i["name"] == "token_embeddings" for i in config["input"])
+        params = {key: value["string_value"] for key, value in config["parameters"].items()}
+        self.pooling = params[wire.P_POOLING]
+        self.pools = params[wire.P_POOL_TOKENS] == wire.TRUE
 
     def execute(self, requests: list) -> list:
         return [self._one(request) for request in requests]
@@ -27,14 +29,18 @@ class TritonPythonModel:
     def _one(self, request):
         if self.pools:
             embeddings = pool(
-                _input(request, "token_embeddings"), _input(request, "pooling_mask"), self.pooling
+                _input(request, wire.TOKEN_EMBEDDINGS),
+                _input(request, wire.POOLING_MASK),
+                self.pooling,
             )
         else:
-            embeddings = _input(request, "pooled_embedding")
+            embeddings = _input(request, wire.POOLED_EMBEDDING)
         try:
             # The gateway sends one value per request, repeated for every row.
-            dimensions = int(_input(request, "DIMENSIONS").reshape(-1)[0])
+            dimensions = int(_input(request, wire.DIMENSIONS.name).reshape(-1)[0])
             vectors = truncate_and_normalize(embeddings, dimensions)
         except ValueError as error:
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error)))
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("EMBEDDING", vectors)])
+            invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+            return pb_utils.InferenceResponse(error=invalid)
+        tensor = pb_utils.Tensor(wire.EMBEDDING.name, vectors)
+        return pb_utils.InferenceResponse(output_tensors=[tensor])

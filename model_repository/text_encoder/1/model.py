@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+import wire
 from batching import Chunk, length_chunks, row_chunks, stack_ragged
 
 
@@ -23,22 +24,21 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config["parameters"].items()}
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params["intra_op_threads"])
+        options.intra_op_num_threads = int(params[wire.P_INTRA_OP_THREADS])
         options.add_session_config_entry(
-            "session.intra_op.allow_spinning", params["allow_spinning"]
+            "session.intra_op.allow_spinning", params[wire.P_ALLOW_SPINNING]
         )
-        path = Path(args["model_repository"]) / args["model_version"] / params["onnx_file"]
+        path = Path(args["model_repository"]) / args["model_version"] / params[wire.P_ONNX_FILE]
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.chunk_rows = int(params["chunk_rows"])
+        self.chunk_rows = int(params[wire.P_CHUNK_ROWS])
         # Chunks run side by side on one session (ORT allows concurrent runs and releases the
         # GIL): single-threaded runs on every core beat one run spread over the cores.
-        self.pool = ThreadPoolExecutor(int(params["parallel_chunks"]) or os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(int(params[wire.P_PARALLEL_CHUNKS]) or os.cpu_count() or 1)
         self.input_names = [i["name"] for i in config["input"]]
         self.output_name = config["output"][0]["name"]
-        # Token-level outputs must keep the request's length; pooled ones can be cut shorter.
-        self.trim_padding = (
-            "attention_mask" in self.input_names and len(config["output"][0]["dims"]) == 1
-        )
+        # Rows with token lengths are cut to their own; "" keeps every row's shape (images, and
+        # token-level outputs, which must keep the request's length).
+        self.length_input = params[wire.P_LENGTH_INPUT]
         # The family must outlive its metrics, so the model holds on to it.
         self.token_positions = pb_utils.MetricFamily(
             name="epithre_encoder_token_positions_total",
@@ -57,7 +57,7 @@ class TritonPythonModel:
         # Token inputs allow ragged batching: requests of different lengths arrive together.
         features = {
             name: stack_ragged([arrays[i] for arrays in per_request])
-            if self.trim_padding
+            if self.length_input
             else np.concatenate([arrays[i] for arrays in per_request])
             for i, name in enumerate(self.input_names)
         }
@@ -72,8 +72,8 @@ class TritonPythonModel:
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         count = len(features[self.input_names[0]])
-        if self.trim_padding:
-            lengths = features["attention_mask"].sum(axis=1)
+        if self.length_input:
+            lengths = features[self.length_input].sum(axis=1)
             chunks = list(length_chunks(lengths, chunk_rows=self.chunk_rows))
             real = int(lengths.sum())
             self.real_tokens.increment(real)

@@ -7,12 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from tokenization import TRUNCATE_MODES, TextTokenizer, TokenLimitExceeded, pad, padded_length
+import wire
+from tokenization import TextTokenizer, TokenLimitExceeded, pad, padded_length
 
 
-def _strings(request, name: str) -> list[str]:
-    tensor = pb_utils.get_input_tensor_by_name(request, name).as_numpy()
-    return [value.decode("utf-8") for value in tensor.reshape(-1)]
+def _strings(request, tensor: wire.Tensor) -> list[str]:
+    values = pb_utils.get_input_tensor_by_name(request, tensor.name).as_numpy()
+    return [value.decode("utf-8") for value in values.reshape(-1)]
+
+
+def _invalid(message: str):
+    return pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
 
 
 class TritonPythonModel:
@@ -21,14 +26,14 @@ class TritonPythonModel:
         params = {key: value["string_value"] for key, value in config["parameters"].items()}
         folder = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = TextTokenizer.from_file(
-            str(folder / params["tokenizer_file"]),
-            max_tokens=int(params["max_tokens"]),
-            instruction_template=params["instruction_template"],
-            include_prompt=params["include_prompt"] == "true",
+            str(folder / params[wire.P_TOKENIZER_FILE]),
+            max_tokens=int(params[wire.P_MAX_TOKENS]),
+            instruction_template=params[wire.P_INSTRUCTION_TEMPLATE],
+            include_prompt=params[wire.P_INCLUDE_PROMPT] == wire.TRUE,
         )
-        self.pad_id = int(params["pad_id"])
-        self.pad_to_max_tokens = params["pad_to_max_tokens"] == "true"
-        self.feature_names = [o["name"] for o in config["output"] if o["name"].islower()]
+        self.pad_id = int(params[wire.P_PAD_ID])
+        self.pad_to_max_tokens = params[wire.P_PAD_TO_MAX_TOKENS] == wire.TRUE
+        self.feature_names = params[wire.P_TOKEN_FEATURES].split(",")
         # What a native onnxruntime tower computes: the padded tensors handed on as they are.
         # The family must outlive its metrics, so the model holds on to it.
         self.token_positions = pb_utils.MetricFamily(
@@ -54,18 +59,21 @@ class TritonPythonModel:
 
     def _encode(self, request):
         try:
-            texts = _strings(request, "TEXT")
-            instructions = _strings(request, "INSTRUCTION")
-            modes = _strings(request, "TRUNCATE")
+            texts = _strings(request, wire.TEXT)
+            instructions = _strings(request, wire.INSTRUCTION)
+            modes = _strings(request, wire.TRUNCATE)
         except UnicodeDecodeError:
-            return pb_utils.TritonError("TEXT, INSTRUCTION and TRUNCATE must be UTF-8")
-        if any(mode not in TRUNCATE_MODES for mode in modes):
-            return pb_utils.TritonError(f"TRUNCATE must be one of {TRUNCATE_MODES}")
+            return _invalid(
+                f"{wire.TEXT.name}, {wire.INSTRUCTION.name} and {wire.TRUNCATE.name} must be UTF-8"
+            )
+        if any(mode not in wire.TRUNCATE_MODES for mode in modes):
+            return _invalid(f"{wire.TRUNCATE.name} must be one of {wire.TRUNCATE_MODES}")
         items = self.tokenizer.encode_batch(texts, instructions, modes)
-        for index, item in enumerate(items):
+        for row, item in enumerate(items):
             if isinstance(item, TokenLimitExceeded):
-                return pb_utils.TritonError(
-                    f"TOKEN_LIMIT_EXCEEDED item={index} tokens={item.tokens} limit={item.limit}"
+                details = {"tokens": item.tokens, "limit": item.limit}
+                return _invalid(
+                    wire.ItemError(wire.TOKEN_LIMIT, item=row, details=details).encode()
                 )
         return items
 
@@ -77,6 +85,6 @@ class TritonPythonModel:
         outputs = [pb_utils.Tensor(name, features[name]) for name in self.feature_names]
         tokens = np.array([[len(e.ids)] for e in items], dtype=np.int32)
         truncated = np.array([[e.truncated] for e in items], dtype=np.bool_)
-        outputs.append(pb_utils.Tensor("TOKENS", tokens))
-        outputs.append(pb_utils.Tensor("TRUNCATED", truncated))
+        outputs.append(pb_utils.Tensor(wire.TOKENS.name, tokens))
+        outputs.append(pb_utils.Tensor(wire.TRUNCATED.name, truncated))
         return pb_utils.InferenceResponse(output_tensors=outputs)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import wire
 from tokenizers import Tokenizer
 
-TRUNCATE_MODES = ("END", "START", "NONE")
 # Padding to a multiple keeps the shapes of different executions equal more often, so Triton's
 # batcher (which merges only equal shapes) can merge them at the encoder.
 PAD_MULTIPLE = 16
@@ -79,11 +79,11 @@ class TextTokenizer:
     ) -> Encoded | TokenLimitExceeded:
         truncated = len(content) > self._budget
         if truncated:
-            if mode == "NONE":
+            if mode == wire.TRUNCATE_NONE:
                 limit = self.max_tokens
                 return TokenLimitExceeded(tokens=len(content) + limit - self._budget, limit=limit)
             keep = max(self._budget - prompt_tokens, 0)
-            if mode == "START":
+            if mode == wire.TRUNCATE_START:
                 content = content[:prompt_tokens] + content[len(content) - keep :]
             else:
                 content = content[: prompt_tokens + keep]
@@ -121,8 +121,8 @@ def pad(encoded: list[Encoded], *, length: int, pad_id: int) -> dict[str, np.nda
         attention_mask[row, :n] = 1
         pooling_mask[row, item.pooling_start : n] = 1
     return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "token_type_ids": np.zeros((rows, length), dtype=np.int64),
-        "pooling_mask": pooling_mask,
+        wire.INPUT_IDS: input_ids,
+        wire.ATTENTION_MASK: attention_mask,
+        wire.TOKEN_TYPE_IDS: np.zeros((rows, length), dtype=np.int64),
+        wire.POOLING_MASK: pooling_mask,
     }
