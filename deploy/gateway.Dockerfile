@@ -1,4 +1,5 @@
-# Production gateway: the `gateway/` package only (no model code, no weights, no torch).
+# Production gateway: the `gateway/` package and the wire contract it shares with the models
+# (model_repository/wire.py; no model code, no weights, no torch).
 # Build context is the repository root: docker-compose.yml sets it.
 FROM python:3.11-slim-bookworm
 
@@ -13,8 +14,9 @@ RUN pip install -r /tmp/gateway-requirements.txt && pip check && rm /tmp/gateway
 
 COPY deploy/gateway-entrypoint.sh /usr/local/bin/gateway-entrypoint
 COPY gateway/ /app/gateway/
+COPY model_repository/wire.py /app/model_repository/wire.py
 RUN chmod 0755 /usr/local/bin/gateway-entrypoint \
-    && python -m compileall -q /app/gateway \
+    && python -m compileall -q /app/gateway /app/model_repository \
     && useradd --system --uid 10001 --no-create-home gateway
 
 USER gateway

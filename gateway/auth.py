@@ -26,10 +26,6 @@ class APIKeys:
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._digests = tuple(_digest(key) for key in keys)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._digests)
-
     def check(self, headers: Headers) -> bytes:
         """Refuse a missing or unknown key; return the caller's identity for rate limits.
 

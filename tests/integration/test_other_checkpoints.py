@@ -54,3 +54,10 @@ def test_instruction_left_out_of_pooling_matches_encode_with_prompt(tiny):
     expected = reference.encode(TEXTS, prompt=f"{INSTRUCTION} ")
     for got, want in zip(served, expected, strict=True):
         assert cosine(got, want) >= 0.9999
+
+
+def test_openapi_states_the_tiny_model_s_native_dimension(tiny):
+    base_url, reference = tiny
+    document = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
+    dimensions = document["components"]["schemas"]["EmbeddingRequest"]["properties"]["dimensions"]
+    assert dimensions["anyOf"][0]["maximum"] == reference.get_sentence_embedding_dimension() == 32

@@ -196,7 +196,9 @@ def test_gateway_health_is_its_readiness_endpoint(services: dict[str, Any]) -> N
 
 
 @needs_compose
-def test_gateway_image_holds_only_the_gateway_package(services: dict[str, Any]) -> None:
+def test_gateway_image_holds_only_the_gateway_package_and_the_wire_contract(
+    services: dict[str, Any],
+) -> None:
     build = services["gateway"]["build"]
     assert Path(build["context"]) == REPO
     dockerfile = REPO / build["dockerfile"]
@@ -205,7 +207,9 @@ def test_gateway_image_holds_only_the_gateway_package(services: dict[str, Any]) 
     assert next(a for i, a in instructions if i == "FROM").startswith("python:3.11-slim")
     sources = [a.split()[0] for i, a in instructions if i == "COPY"]
     assert "gateway/" in sources
-    assert all(s == "gateway/" or s.startswith("deploy/") for s in sources), sources
+    assert "model_repository/wire.py" in sources
+    allowed = ("gateway/", "model_repository/wire.py")
+    assert all(s in allowed or s.startswith("deploy/") for s in sources), sources
 
 
 def test_gateway_requirements_are_all_pinned() -> None:
@@ -217,7 +221,8 @@ def test_gateway_requirements_are_all_pinned() -> None:
     assert requirements
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[\w.]+", r) for r in requirements)
     names = {re.split(r"[\[=]", r)[0].lower().replace("_", "-") for r in requirements}
-    assert {"starlette", "uvicorn", "orjson", "numpy", "tritonclient", "prometheus-client"} <= names
+    served = {"starlette", "uvicorn", "orjson", "numpy", "tritonclient", "prometheus-client"}
+    assert served | {"pydantic", "pydantic-core"} <= names
     assert "numpy==1.26.4" in requirements
 
 
