@@ -60,4 +60,4 @@ def test_openapi_states_the_tiny_model_s_native_dimension(tiny):
     base_url, reference = tiny
     document = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
     dimensions = document["components"]["schemas"]["EmbeddingRequest"]["properties"]["dimensions"]
-    assert dimensions["anyOf"][0]["maximum"] == reference.get_sentence_embedding_dimension() == 32
+    assert dimensions["anyOf"][0]["maximum"] == reference.get_embedding_dimension() == 32
