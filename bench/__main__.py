@@ -33,6 +33,14 @@ COMMAND = "make bench"
 MODEL = "epithre-embed"
 MAX_TOKENS = 256
 TOKEN_POSITIONS = "epithre_encoder_token_positions"
+KEPT = "<!-- Below: kept by make bench, from the commands each section names. -->"
+
+
+def kept_sections(report: Path) -> str:
+    """What the last report holds below KEPT: measurements of other commands, not re-run here."""
+    previous = report.read_text() if report.exists() else ""
+    at = previous.find(KEPT)
+    return "" if at < 0 else "\n" + previous[at:]
 
 
 def encoder_counts(grpc_url: str) -> tuple[int, int]:
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         unit="texts",
     )
     report = render(run, plot=plot.name)
-    args.output.write_text(report)
+    args.output.write_text(report + kept_sections(args.output))
     print(report)
     return 0
 

@@ -59,8 +59,14 @@ def _batched(
     if queue_delay_us is None:
         return config
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    policy = config.dynamic_batching.default_queue_policy
     # A bounded queue turns overload into an immediate error the gateway answers with 429.
-    config.dynamic_batching.default_queue_policy.max_queue_size = QUEUE_SIZE
+    policy.max_queue_size = QUEUE_SIZE
+    # A request waits no longer than the timeout it names (the gateway's remaining deadline),
+    # then is rejected unrun: a tower's time goes to callers still waiting (wire.QUEUE_TIMEOUT_US).
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = wire.QUEUE_TIMEOUT_US
+    policy.allow_timeout_override = True
     return config
 
 

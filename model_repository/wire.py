@@ -1,7 +1,8 @@
 """The wire contract between the gateway and Triton, declared once.
 
-Names of the ensembles and of the models composing them, every tensor with its dtype, the
-truncate modes, every config parameter key, and the per-item error kinds with their encoding.
+Names of the ensembles and of the models composing them, the timeouts and keepalive both sides
+keep, every tensor with its dtype, the truncate modes, every config parameter key, and the
+per-item error kinds with their encoding.
 Export writes configs from it, the gateway calls Triton with it, and every Python model reads its
 tensors and parameters through it: each `model_repository/<model>/1/wire.py` is a link to this
 file, and `tests/unit/test_wire_contract.py` fails on a name used anywhere that is not declared
@@ -29,6 +30,22 @@ POSTPROCESS = "embed_postprocess"
 # Batch limits of the ensembles: texts per Triton request, images per merged execution.
 MAX_TEXT_BATCH = 64
 MAX_IMAGE_BATCH = 16
+
+# How long a call may wait, and how soon a lost Triton is noticed. The queue timeout of the towers
+# (the models with a dynamic batcher): a request that names none may wait this long in a tower's
+# queue. The gateway names its remaining deadline instead (tritonclient's `timeout`, in
+# microseconds), which Triton honours only when it is shorter than this: so this outlasts any
+# deadline the gateway keeps (EPITHRE_REQUEST_TIMEOUT_S, 30 s by default), and a request whose
+# caller has given up is rejected unrun with UNAVAILABLE "Request timeout expired".
+QUEUE_TIMEOUT_US = 600 * 1_000_000
+# The gateway's gRPC keepalive: a ping every KEEPALIVE_TIME_MS, calls in flight or not, and the
+# connection given up when one is unanswered after KEEPALIVE_TIMEOUT_MS, so that the calls in
+# flight to a stopped or vanished Triton fail within about two seconds instead of at their
+# deadline. Triton is started to accept pings this frequent (runner/triton.py locally,
+# deploy/triton-entrypoint.sh in production): its default policy answers them with GOAWAY
+# too_many_pings, which ends the calls in flight too.
+KEEPALIVE_TIME_MS = 1_000
+KEEPALIVE_TIMEOUT_MS = 1_000
 
 
 @dataclass(frozen=True)

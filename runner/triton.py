@@ -22,7 +22,22 @@ from importlib.util import find_spec
 from pathlib import Path
 from types import TracebackType
 
+from model_repository import wire
+
 STOP_GRACE_S = 30.0
+# The ping policy that accepts the gateway's keepalive (wire.KEEPALIVE_TIME_MS): any number of
+# pings, with or without calls or data, never counted as strikes. Triton's default answers a
+# ping more frequent than every 5 minutes on an idle connection with GOAWAY too_many_pings,
+# which ends the calls in flight. Triton pings the gateway as often, so that a vanished gateway's
+# connection closes as soon. deploy/triton-entrypoint.sh passes the same flags in production.
+KEEPALIVE_FLAGS = (
+    f"--grpc-keepalive-time={wire.KEEPALIVE_TIME_MS}",
+    f"--grpc-keepalive-timeout={wire.KEEPALIVE_TIMEOUT_MS}",
+    "--grpc-keepalive-permit-without-calls=true",
+    "--grpc-http2-max-pings-without-data=0",
+    f"--grpc-http2-min-recv-ping-interval-without-data={wire.KEEPALIVE_TIME_MS}",
+    "--grpc-http2-max-ping-strikes=0",
+)
 
 
 class TritonStartError(RuntimeError):
@@ -97,21 +112,14 @@ class LocalTriton:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.metrics}/metrics"
 
-    def start(self) -> None:
-        root = _pytriton_root()
-        libs = root.parent.parent / "nvidia_pytriton.libs"
-        env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p
-        )
-        # The Python stub imports the models' packages from the interpreter first on PATH.
-        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
-        command = [
-            str(root / "bin" / "tritonserver"),
+    def command(self, backend_directory: Path) -> list[str]:
+        """The tritonserver command line, with the Python backend in `backend_directory`."""
+        return [
+            str(_pytriton_root() / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
             "--model-control-mode=explicit",
             *(f"--load-model={name}" for name in ensembles(self.model_repository)),
-            f"--backend-directory={prepare_backends(self.workdir)}",
+            f"--backend-directory={backend_directory}",
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
@@ -122,7 +130,19 @@ class LocalTriton:
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--log-verbose=0",
+            *KEEPALIVE_FLAGS,
         ]
+
+    def start(self) -> None:
+        root = _pytriton_root()
+        libs = root.parent.parent / "nvidia_pytriton.libs"
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        # The Python stub imports the models' packages from the interpreter first on PATH.
+        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+        command = self.command(prepare_backends(self.workdir))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         # Own process group: stopping it also stops the Python stubs tritonserver spawned.

@@ -77,3 +77,13 @@ def test_the_report_names_the_command_and_every_target():
     assert "Command: `make bench`" in text
     assert "infinity-emb torch: 64-text requests, sequential" in text
     assert "![throughput against requests in flight](plot.png)" in text
+
+
+def test_sections_below_the_kept_marker_survive_a_new_report(tmp_path):
+    from bench.__main__ import KEPT, kept_sections
+
+    report = tmp_path / "benchmarks.md"
+    report.write_text(f"# old run\nold table\n\n{KEPT}\n## Parse and render\nrow\n")
+    assert kept_sections(report) == f"\n{KEPT}\n## Parse and render\nrow\n"
+    report.write_text("# a report without kept sections\n")
+    assert kept_sections(report) == ""

@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from model_repository import wire
+from runner.triton import KEEPALIVE_FLAGS
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = shutil.which("docker-compose")
@@ -305,6 +308,16 @@ def test_prometheus_scrapes_triton_and_gateway(services: dict[str, Any]) -> None
     assert ("gateway:8000", "/metrics") in targets
 
 
+def _triton_entrypoint_command(models: Path, *args: str) -> list[str]:
+    """The command line deploy/triton-entrypoint.sh hands NVIDIA's entrypoint for `models`."""
+    script = (DEPLOY / "triton-entrypoint.sh").read_text().replace("/models", str(models))
+    script = script.replace("exec /opt/nvidia/nvidia_entrypoint.sh", "echo")
+    result = subprocess.run(
+        ["sh", "-c", script, "sh", *args], capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
 def test_triton_loads_only_the_exported_ensembles(tmp_path: Path) -> None:
     models = tmp_path / "models"
     for name, config in (
@@ -315,17 +328,18 @@ def test_triton_loads_only_the_exported_ensembles(tmp_path: Path) -> None:
         (models / name).mkdir(parents=True)
         if config:
             (models / name / "config.pbtxt").write_text(config)
-    script = (DEPLOY / "triton-entrypoint.sh").read_text().replace("/models", str(models))
-    script = script.replace("exec /opt/nvidia/nvidia_entrypoint.sh", "echo")
-    result = subprocess.run(
-        ["sh", "-c", script, "sh", "tritonserver", "--x=1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.split() == [
+    assert _triton_entrypoint_command(models, "tritonserver", "--x=1") == [
         "tritonserver",
         "--x=1",
         "--model-control-mode=explicit",
+        *KEEPALIVE_FLAGS,
         "--load-model=embed_text",
     ]
+
+
+def test_triton_accepts_the_gateways_keepalive_as_the_local_server_does(tmp_path: Path) -> None:
+    command = _triton_entrypoint_command(tmp_path, "tritonserver")
+    flags = dict(flag.split("=", 1) for flag in command[1:])
+    assert [f for f in command if f.startswith("--grpc")] == list(KEEPALIVE_FLAGS)
+    assert flags["--grpc-keepalive-time"] == str(wire.KEEPALIVE_TIME_MS)
+    assert flags["--grpc-keepalive-timeout"] == str(wire.KEEPALIVE_TIMEOUT_MS)
