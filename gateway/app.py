@@ -16,7 +16,9 @@ from starlette.routing import Route
 from tritonclient.grpc.aio import InferenceServerClient
 
 from gateway.access_log import AccessLogMiddleware
+from gateway.admission import Admission
 from gateway.auth import APIKeys
+from gateway.breaker import CircuitBreaker
 from gateway.disconnect import ClientDisconnected, handle_disconnect
 from gateway.embedder import Embedder, ModelFacts
 from gateway.errors import (
@@ -67,7 +69,7 @@ def create_app(
 ) -> Starlette:
     """Build the gateway; an injected `embedder` (a fake in unit tests) replaces Triton.
 
-    `clock` times the rate limits; unit tests pass a fake one to step through minutes.
+    `clock` times the rate limits and admission; unit tests pass a fake one to step through time.
 
     Usage: `uvicorn.run(create_app(Settings.from_env()))`
     """
@@ -100,9 +102,29 @@ def create_app(
             app.state.request_type = request_type(limits)
             app.state.openapi = orjson.dumps(build_document(limits))
             app.state.embedder = active
-            app.state.service = EmbeddingService(active, text_parts=facts.text_tower_instances)
+            breaker = CircuitBreaker(
+                active.probe,
+                threshold=settings.breaker_failures,
+                probe_interval_s=settings.breaker_probe_s,
+            )
+            admission = Admission(
+                admit_fraction=settings.admit_wait_fraction,
+                fair_fraction=settings.fair_share_wait_fraction,
+                clock=clock,
+            )
+            metrics.watch(admission, breaker)
+            app.state.service = EmbeddingService(
+                active,
+                text_parts=facts.text_tower_instances,
+                max_tokens=facts.max_tokens,
+                deadline_s=settings.request_timeout_s,
+                admission=admission,
+                breaker=breaker,
+                metrics=metrics,
+            )
             logger.info("serving %s (%s)", facts.served_model_name, facts.fingerprint)
             yield
+            await breaker.close()
         finally:
             if owned:
                 await active.close()

@@ -144,35 +144,57 @@ class ImageRejected(ItemError, InvalidRequest):
         return ImageRejected(self.reason, item=index)
 
 
-class BackendBusy(APIError):
-    status = 429
-    type = "rate_limit_error"
-    code = "backend_busy"
-    description = "The model backend's queue is full."
+class RetryLater(APIError):
+    """Not now: `Retry-After` says in how many seconds to try again."""
+
     documented_headers = (RETRY_AFTER,)
 
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
     def headers(self) -> dict[str, str]:
-        return {RETRY_AFTER: "1"}
+        return {RETRY_AFTER: str(self.retry_after)}
 
 
-class RateLimited(APIError):
+class Overloaded(RetryLater):
+    """Admission control: the work ahead would not let this request finish in its deadline."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "overloaded"
+    description = (
+        "The server is overloaded: the request would not finish within its deadline, or the "
+        "model's queue refused it."
+    )
+
+    def __init__(self, message: str, *, retry_after: int = 1, over_share: bool = False) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.over_share = over_share  # refused for holding more than its share of the work
+
+
+class BackendBusy(Overloaded):
+    """Triton's queue is full, or the request waited in it past its deadline."""
+
+    code = "backend_busy"
+
+
+class RateLimited(RetryLater):
     """A key spent its requests or tokens per minute; `Retry-After` says when one more fits."""
 
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     description = "The key spent its requests or tokens per minute."
-    documented_headers = (RETRY_AFTER,)
 
     def __init__(
         self, message: str, *, retry_after: int, extra_headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
         self.extra_headers = extra_headers or {}
 
     def headers(self) -> dict[str, str]:
-        return {RETRY_AFTER: str(self.retry_after), **self.extra_headers}
+        return {**super().headers(), **self.extra_headers}
 
 
 class BackendError(APIError):
@@ -181,14 +203,14 @@ class BackendError(APIError):
     description = "The model backend failed to answer."
 
 
-class BackendUnavailable(APIError):
+class BackendUnavailable(RetryLater):
     status = 503
     type = "service_unavailable_error"
     code = "backend_unavailable"
     description = "The model backend is unreachable or cannot embed."
 
 
-class Draining(APIError):
+class Draining(RetryLater):
     """The gateway received SIGTERM and is finishing its in-flight requests."""
 
     status = 503

@@ -14,7 +14,9 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.admission import Admission
 from gateway.asgi import StatusRecorder
+from gateway.breaker import CircuitBreaker
 
 # Latency buckets around what one batched embedding call costs, from milliseconds to the timeout.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -58,6 +60,47 @@ class Metrics:
             "Items cut by the character cap or the token limit",
             registry=self.registry,
         )
+
+        self.admitted = Counter(
+            "epithre_admitted_requests",
+            "Embedding requests admitted to Triton by admission control",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "epithre_rejected_requests",
+            "Embedding requests refused for overload (429) or an open circuit (503), by reason: "
+            "wait (would miss its deadline), fair_share (its caller held more than its share), "
+            "backend_busy (Triton's queue refused it or timed it out), circuit_open",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.wait = Gauge(
+            "epithre_admission_wait_seconds",
+            "Estimated wait of a new request: work in flight over the measured rate",
+            registry=self.registry,
+        )
+        self.work_in_flight = Gauge(
+            "epithre_admission_in_flight_tokens",
+            "Work admitted and not yet answered, in estimated tokens",
+            registry=self.registry,
+        )
+        self.rate = Gauge(
+            "epithre_admission_rate_tokens_per_second",
+            "Estimated tokens Triton finishes per second while it has work (last 10 s)",
+            registry=self.registry,
+        )
+        self.circuit_open = Gauge(
+            "epithre_circuit_open",
+            "1 while the circuit to Triton is open (requests answered 503 at once)",
+            registry=self.registry,
+        )
+
+    def watch(self, admission: Admission, breaker: CircuitBreaker) -> None:
+        """Read the admission estimates and the circuit's state at each scrape."""
+        self.wait.set_function(admission.wait_s)
+        self.work_in_flight.set_function(lambda: admission.in_flight)
+        self.rate.set_function(lambda: admission.rate)
+        self.circuit_open.set_function(lambda: float(breaker.is_open))
 
     def observe_embeddings(self, *, items: int, tokens: int, truncated: int, images: int) -> None:
         self.items.inc(items)

@@ -28,6 +28,7 @@ from gateway.errors import (
     InvalidRequest,
     ItemTooLarge,
     ModelNotFound,
+    Overloaded,
     RateLimited,
     Unauthorized,
     Unprocessable,
@@ -38,6 +39,8 @@ from gateway.protocol import EmbeddingResponse, Model, ModelList, Status
 from gateway.validation import parse_request
 
 logger = logging.getLogger("gateway")
+# Readiness counts an embedding answered this recently as proof, instead of probing.
+RECENT_ANSWER_S = 2.0
 FINGERPRINT_HEADER = "X-Model-Fingerprint"
 JSON = "application/json"
 
@@ -54,7 +57,7 @@ async def embeddings(request: Request) -> Response:
     state.limiter.admit(caller)
     payload = await read_json(request, max_bytes=state.settings.max_body_bytes)
     body = parse_request(payload, state.request_type)
-    result = await unless_disconnected(request, state.service.embed(body))
+    result = await unless_disconnected(request, state.service.embed(body, caller=caller))
     # Counts only, for the access log; it must never see the inputs themselves.
     request.state.usage = {
         "items": len(body.input),
@@ -98,14 +101,26 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    state = request.app.state
     # Set by DrainingServer on SIGTERM: refuse new traffic before the probe, which may still pass.
-    if request.app.state.draining:
+    if state.draining:
         return error_response(Draining("the gateway is shutting down"), request)
+    service = state.service
+    if service.breaker.is_open:
+        return error_response(BackendUnavailable("the model backend is unavailable"), request)
+    # Busy is not unready: an answer within the last moments proves the whole path, and a probe
+    # would only queue behind the backlog.
+    if service.admission.answered_within(RECENT_ANSWER_S):
+        return _json(Status(status="ready"))
     # Triton's own health can stay green with a dead Python stub; only a real embedding proves it.
     try:
-        await request.app.state.embedder.probe()
+        await state.embedder.probe()
+    except BackendBusy:
+        return _json(Status(status="ready"))  # a full queue answered: Triton is alive
     except Exception as exc:
         logger.warning("readiness probe failed: %r", exc)
+        if isinstance(exc, (BackendUnavailable, BackendTimeout)):
+            service.breaker.failed(at_once=True)
         return error_response(BackendUnavailable("the model backend is not ready"), request)
     return _json(Status(status="ready"))
 
@@ -154,7 +169,7 @@ ENDPOINTS = (
             UnsupportedMediaType,
             Unprocessable,
             RateLimited,
-            BackendBusy,
+            Overloaded,
             APIError,
             BackendError,
             BackendUnavailable,

@@ -1,8 +1,10 @@
-"""The request path behind POST /v1/embeddings: fan-out, reassembly in input order, usage.
+"""The request path behind POST /v1/embeddings: admission, fan-out, reassembly, usage.
 
-A request's texts go to the embedder as one request per text-tower instance, dealt by length so
-that the instances finish together; each image goes as its own request; all are in flight at
-once. Rows come back into input order here, and only here.
+A request is first admitted (gateway/admission.py) or refused with 429, and refused with 503 at
+once while the circuit to Triton is open (gateway/breaker.py). Its texts go to the embedder as one
+request per text-tower instance, dealt by length so that the instances finish together; each
+image goes as its own request; all are in flight at once, with the request's deadline. Rows come
+back into input order here, and only here.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.admission import IMAGE_TOKENS, Admission, text_cost
+from gateway.breaker import CircuitBreaker
 from gateway.embedder import Embedder, EmbedOptions, TextEmbeddings
-from gateway.errors import ItemError
+from gateway.errors import BackendBusy, BackendTimeout, BackendUnavailable, ItemError, Overloaded
+from gateway.metrics import Metrics
 from gateway.protocol import EmbeddingRequest, ItemType
 
 
@@ -47,21 +52,77 @@ def length_groups(texts: Sequence[str], parts: int) -> list[list[int]]:
     return [sorted(order[start::parts]) for start in range(min(parts, len(texts)))]
 
 
-class EmbeddingService:
-    """Embeds validated requests through an `Embedder`.
+def request_cost(request: EmbeddingRequest, *, max_tokens: int) -> float:
+    """The request's work in estimated tokens, the unit admission counts in."""
+    return sum(
+        IMAGE_TOKENS if isinstance(item, bytes) else text_cost(item, max_tokens=max_tokens)
+        for item in request.input
+    )
 
-    Usage: `await EmbeddingService(embedder, text_parts=facts.text_tower_instances).embed(request)`
+
+class EmbeddingService:
+    """Embeds validated requests through an `Embedder`, within `deadline_s` each.
+
+    Usage: `await service.embed(request, caller=key_digest)`
     """
 
-    def __init__(self, embedder: Embedder, *, text_parts: int) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        text_parts: int,
+        max_tokens: int,
+        deadline_s: float,
+        admission: Admission,
+        breaker: CircuitBreaker,
+        metrics: Metrics,
+    ) -> None:
         self._embedder = embedder
         self._text_parts = text_parts
+        self._max_tokens = max_tokens
+        self._deadline_s = deadline_s
+        self.admission = admission
+        self.breaker = breaker
+        self._metrics = metrics
 
-    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+    async def embed(self, request: EmbeddingRequest, *, caller: bytes) -> Embeddings:
+        """Admit, embed and reassemble; 429 when it could not finish, 503 while Triton is out."""
+        cost = request_cost(request, max_tokens=self._max_tokens)
+        try:
+            self.breaker.check()
+            ticket = self.admission.admit(caller, cost=cost, deadline_s=self._deadline_s)
+        except Overloaded as refused:
+            self._metrics.rejected.labels("fair_share" if refused.over_share else "wait").inc()
+            raise
+        except BackendUnavailable:
+            self._metrics.rejected.labels("circuit_open").inc()
+            raise
+        self._metrics.admitted.inc()
+        try:
+            result = await self._embed(request)
+        except (BackendUnavailable, BackendTimeout):
+            ticket.release(done=False)
+            self.breaker.failed()
+            raise
+        except BackendBusy as busy:
+            # Triton's queue was full, or the request waited in it past its deadline.
+            ticket.release(done=False)
+            self._metrics.rejected.labels("backend_busy").inc()
+            retry = self.admission.estimate(caller, cost, self._deadline_s).retry_after_s
+            raise BackendBusy(busy.message, retry_after=retry) from busy
+        except BaseException:  # item errors, a client that left: Triton is fine
+            ticket.release(done=False)
+            raise
+        ticket.release(done=True)
+        self.breaker.succeeded()
+        return result
+
+    async def _embed(self, request: EmbeddingRequest) -> Embeddings:
         options = EmbedOptions(
             dimensions=request.dimensions,
             instruction=request.instruction,
             truncate=request.truncate,
+            timeout_s=self._deadline_s,
         )
         texts_at, images_at = request.text_positions, request.image_positions
         texts = [request.input[i] for i in texts_at]

@@ -49,8 +49,20 @@ class Settings:
     max_text_chars: int = 10_000
     # EPITHRE_MAX_INSTRUCTION_CHARS: instruction length cap (400 above).
     max_instruction_chars: int = 2_000
-    # EPITHRE_REQUEST_TIMEOUT_S: deadline of one Triton call (504 when it passes).
+    # EPITHRE_REQUEST_TIMEOUT_S: deadline of a request's Triton calls, also sent as Triton's
+    # queue timeout (504 when it passes; admission control keeps that rare).
     request_timeout_s: float = 30.0
+    # EPITHRE_ADMIT_WAIT_FRACTION: a request is admitted while its estimated wait (the work in
+    # flight over the measured rate) is at most this fraction of its deadline; 429 above.
+    admit_wait_fraction: float = 0.8
+    # EPITHRE_FAIR_SHARE_WAIT_FRACTION: past this fraction of the deadline, a caller holding more
+    # than its share of the work in flight is refused first, so that light callers are served.
+    fair_share_wait_fraction: float = 0.5
+    # EPITHRE_BREAKER_FAILURES: consecutive transport failures or timeouts that open the circuit
+    # (503 with Retry-After at once, until a probe embedding succeeds).
+    breaker_failures: int = 2
+    # EPITHRE_BREAKER_PROBE_S: seconds between probes while the circuit is open.
+    breaker_probe_s: float = 1.0
     # EPITHRE_STARTUP_TIMEOUT_S: how long start-up keeps retrying Triton for the model facts.
     startup_timeout_s: float = 120.0
     # EPITHRE_DRAIN_S: after SIGTERM, seconds of answering 503 on /health/ready while still
@@ -133,6 +145,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be above 0 and at most 1")
+    return value
+
+
 _CASTS: dict[str, Callable[[str], Any]] = {
     "triton_url": str,
     "host": str,
@@ -144,6 +163,10 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "max_text_chars": _positive_int,
     "max_instruction_chars": _positive_int,
     "request_timeout_s": _positive_float,
+    "admit_wait_fraction": _fraction,
+    "fair_share_wait_fraction": _fraction,
+    "breaker_failures": _positive_int,
+    "breaker_probe_s": _positive_float,
     "startup_timeout_s": _positive_float,
     "drain_s": _non_negative_float,
     "keep_alive_s": _positive_float,

@@ -33,7 +33,8 @@ logger = logging.getLogger("gateway")
 PROBE_TIMEOUT_S = 5.0
 # The reason of a refused image reaches the client, so only its first line and 200 characters.
 REASON_CHARS = 200
-_QUEUE_FULL = "Exceeds maximum queue size"
+# Triton answers both kinds of overload UNAVAILABLE; only the message tells them from a dead server.
+_OVERLOAD = ("Exceeds maximum queue size", "Request timeout expired")
 
 # Every gRPC status, one by one. INVALID_ARGUMENT without a per-item error is a request the
 # gateway itself got wrong (Triton's own tensor checks answer it too): a bug report, never a 400.
@@ -89,8 +90,7 @@ def status_error(status: grpc.StatusCode | None, message: str | None) -> APIErro
     if item is not None and status == grpc.StatusCode.INVALID_ARGUMENT:
         return _item_error(item)
     kind = STATUS_ERRORS.get(status, BackendError) if status is not None else BackendError
-    # Triton reports a full queue as UNAVAILABLE too; only the message tells it from a dead server.
-    if kind is BackendUnavailable and _QUEUE_FULL in message:
+    if kind is BackendUnavailable and any(overload in message for overload in _OVERLOAD):
         kind = BackendBusy
     if kind is not BackendBusy:
         # Capped: a backend message must not carry a whole tensor (an image's bytes) into logs.
@@ -195,12 +195,15 @@ class TritonEmbedder:
     async def _infer(
         self, model: str, inputs: list[InferInput], outputs: list, options: EmbedOptions
     ):
+        timeout_s = options.timeout_s or self._timeout_s
         with map_triton_errors():
             return await self._client.infer(
                 model,
                 inputs,
                 outputs=outputs,
-                client_timeout=options.timeout_s or self._timeout_s,
+                client_timeout=timeout_s,
+                # The same deadline as Triton's queue timeout: no work for a caller who has gone.
+                timeout=int(timeout_s * 1_000_000),
             )
 
     def _dimensions(self, rows: int, options: EmbedOptions) -> InferInput:

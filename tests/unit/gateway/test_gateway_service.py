@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from gateway_fakes import FACTS, MULTIMODAL
 
+from gateway.admission import Admission
+from gateway.breaker import CircuitBreaker
 from gateway.embedder import EmbedOptions, TextEmbeddings
 from gateway.errors import BackendUnavailable, ImageRejected, TokenLimitExceeded
+from gateway.metrics import Metrics
 from gateway.protocol import Limits
 from gateway.service import EmbeddingService, length_groups
 from gateway.settings import Settings
@@ -39,6 +42,9 @@ class LengthEmbedder:
             truncated=np.array([len(t) > 6 for t in texts]),
         )
 
+    async def probe(self) -> None:
+        pass
+
     async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
         if image in self.bad_images:
             raise ImageRejected("cannot identify image file", item=0)
@@ -55,8 +61,26 @@ def image(data: bytes) -> dict:
     return {"type": "image", "image": base64.b64encode(data).decode()}
 
 
-def embed(service: EmbeddingService, body):
-    return asyncio.run(service.embed(body))
+def service(embedder, *, text_parts: int, deadline_s: float = 30.0) -> EmbeddingService:
+    return EmbeddingService(
+        embedder,
+        text_parts=text_parts,
+        max_tokens=256,
+        deadline_s=deadline_s,
+        admission=Admission(admit_fraction=0.8, fair_fraction=0.5),
+        breaker=CircuitBreaker(embedder.probe, threshold=2, probe_interval_s=60),
+        metrics=Metrics(),
+    )
+
+
+def embed(service: EmbeddingService, body, caller: bytes = b"k"):
+    async def run():
+        try:
+            return await service.embed(body, caller=caller)
+        finally:
+            await service.breaker.close()
+
+    return asyncio.run(run())
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +99,7 @@ def test_texts_are_dealt_by_length_into_one_part_per_tower_instance():
 
 def test_rows_come_back_in_input_order_whatever_part_computed_them():
     embedder = LengthEmbedder()
-    result = embed(EmbeddingService(embedder, text_parts=2), request("aaaa", "b", "cccccc", "dd"))
+    result = embed(service(embedder, text_parts=2), request("aaaa", "b", "cccccc", "dd"))
     assert sorted(embedder.text_calls) == [["aaaa", "b"], ["cccccc", "dd"]]
     assert result.vectors[:, 0].tolist() == [4, 1, 6, 2]
 
@@ -83,7 +107,7 @@ def test_rows_come_back_in_input_order_whatever_part_computed_them():
 def test_images_and_texts_keep_their_positions():
     embedder = LengthEmbedder()
     body = request("aa", image(b"x"), "bbb", image(b"y"))
-    result = embed(EmbeddingService(embedder, text_parts=2), body)
+    result = embed(service(embedder, text_parts=2), body)
     assert result.vectors[:, 0].tolist() == [2, -1, 3, -1]
     assert result.types == ["text", "image", "text", "image"]
     assert result.image_count == 2
@@ -92,7 +116,7 @@ def test_images_and_texts_keep_their_positions():
 def test_usage_counts_tokens_of_texts_and_each_truncated_item_once():
     # "x" * 12 is cut to 9 characters by the cap, then over 6 it is also cut at the token limit.
     body = request("x" * 12, "abcdefgh", "ab")
-    result = embed(EmbeddingService(LengthEmbedder(), text_parts=2), body)
+    result = embed(service(LengthEmbedder(), text_parts=2), body)
     assert result.prompt_tokens == 3 * (9 + 8 + 2)
     assert result.truncated == [True, True, False]
     assert result.truncated_count == 2
@@ -101,7 +125,7 @@ def test_usage_counts_tokens_of_texts_and_each_truncated_item_once():
 def test_a_token_limit_in_a_part_names_the_item_in_the_whole_request():
     body = request("a", "toolong", "bb", "c", truncate="NONE", facts=FACTS)
     with pytest.raises(TokenLimitExceeded) as raised:
-        embed(EmbeddingService(LengthEmbedder(), text_parts=2), body)
+        embed(service(LengthEmbedder(), text_parts=2), body)
     assert (raised.value.item, raised.value.param) == (1, "input[1]")
 
 
@@ -109,20 +133,20 @@ def test_of_two_failing_items_the_first_in_input_order_is_reported():
     body = request("toolong", "b", "c", "alsolong", truncate="NONE", facts=FACTS)
     for _ in range(3):
         with pytest.raises(TokenLimitExceeded) as raised:
-            embed(EmbeddingService(LengthEmbedder(), text_parts=4), body)
+            embed(service(LengthEmbedder(), text_parts=4), body)
         assert raised.value.param == "input[0]"
 
 
 def test_text_failures_come_before_image_failures():
     body = request(image(b"bad"), "toolong", truncate="NONE")
     with pytest.raises(TokenLimitExceeded):
-        embed(EmbeddingService(LengthEmbedder(bad_images=(b"bad",)), text_parts=1), body)
+        embed(service(LengthEmbedder(bad_images=(b"bad",)), text_parts=1), body)
 
 
 def test_a_refused_image_names_its_input_index():
     body = request("a", image(b"ok"), image(b"bad"))
     with pytest.raises(ImageRejected) as raised:
-        embed(EmbeddingService(LengthEmbedder(bad_images=(b"bad",)), text_parts=1), body)
+        embed(service(LengthEmbedder(bad_images=(b"bad",)), text_parts=1), body)
     assert (raised.value.param, raised.value.message) == (
         "input[2]",
         "input[2]: cannot identify image file",
@@ -135,4 +159,4 @@ def test_a_backend_failure_passes_through_unchanged():
             raise BackendUnavailable("the model backend is unavailable")
 
     with pytest.raises(BackendUnavailable):
-        embed(EmbeddingService(Down(), text_parts=2), request("a", "b"))
+        embed(service(Down(), text_parts=2), request("a", "b"))

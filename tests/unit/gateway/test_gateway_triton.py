@@ -22,7 +22,13 @@ from gateway.errors import (
     ImageRejected,
     TokenLimitExceeded,
 )
-from gateway.triton import STATUS_ERRORS, TritonEmbedder, map_triton_errors, parse_facts
+from gateway.triton import (
+    PROBE_TIMEOUT_S,
+    STATUS_ERRORS,
+    TritonEmbedder,
+    map_triton_errors,
+    parse_facts,
+)
 
 CONFIG = {
     "config": {
@@ -118,6 +124,11 @@ def test_an_item_error_under_another_status_is_not_trusted():
 def test_logged_backend_messages_are_capped(caplog):
     mapped(triton_error(grpc.StatusCode.INTERNAL, "y" * 5000))
     assert "y" * 500 in caplog.text and "y" * 501 not in caplog.text
+
+
+def test_queue_timeout_is_overload_429_not_503():
+    error = mapped(triton_error(grpc.StatusCode.UNAVAILABLE, "Request timeout expired"))
+    assert (type(error), error.status, error.headers()) == (BackendBusy, 429, {"Retry-After": "1"})
 
 
 def test_full_queue_is_429_with_retry_after():
@@ -249,13 +260,14 @@ class StubClient:
         self.calls.append({"model": model_name, "as_json": as_json, "timeout": client_timeout})
         return CONFIGS[model_name]
 
-    async def infer(self, model_name, inputs, *, outputs, client_timeout):
+    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout):
         self.calls.append(
             {
                 "model": model_name,
                 "inputs": inputs,
                 "outputs": [o.name() for o in outputs],
                 "timeout": client_timeout,
+                "queue_timeout_us": timeout,
             }
         )
         n = inputs[0].shape()[0]
@@ -277,7 +289,11 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
     options = EmbedOptions(instruction="q:", truncate="START", dimensions=4)
     result = asyncio.run(embedder.embed_texts(["kucing", "é"], options))
     (call,) = client.calls
-    assert (call["model"], call["timeout"]) == ("embed_text", 30.0)
+    assert (call["model"], call["timeout"], call["queue_timeout_us"]) == (
+        "embed_text",
+        30.0,
+        30_000_000,
+    )
     assert call["outputs"] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
     tensors = {t.name(): t for t in call["inputs"]}
     assert {n: (t.datatype(), list(t.shape())) for n, t in tensors.items()} == {
@@ -318,11 +334,12 @@ def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
     assert (vector.dtype, vector.shape, vector.tolist()) == (np.float32, (4,), [0.5] * 4)
 
 
-def test_probe_embeds_one_text_with_a_5_second_deadline():
+def test_probe_embeds_one_text_with_its_short_deadline():
     client = StubClient()
     asyncio.run(TritonEmbedder(client, timeout_s=30.0).probe())  # type: ignore[arg-type]
     (call,) = client.calls
-    assert call["timeout"] == 5.0 and call["inputs"][0].shape() == [1, 1]
+    assert call["timeout"] == PROBE_TIMEOUT_S and call["inputs"][0].shape() == [1, 1]
+    assert call["queue_timeout_us"] == PROBE_TIMEOUT_S * 1_000_000
 
 
 def test_facts_come_from_get_model_config_as_json():
