@@ -28,10 +28,13 @@ SPECIAL_TOKENS = 2
 # An image costs about what a text of this many tokens costs (make bench: ~100 images/s against
 # ~60 texts/s of ~117 tokens on 2 cores).
 IMAGE_TOKENS = 64
-# Before anything was measured, Triton is assumed this fast: admit, and learn.
-PRIOR_TOKENS_PER_S = 20_000.0
-# Less busy time than this in the window says too little about the rate; the last one stands.
+# Before the first answer, Triton is assumed about as fast as two CPU cores are on this model
+# (make bench: ~60 texts/s of ~80 estimated tokens) until MIN_ANSWERS answers measure it.
+PRIOR_TOKENS_PER_S = 10_000.0
+# A measurement needs this much busy time since its baseline, and the first one this many
+# answers: the first answers come while other work is half done, which reads as a low rate.
 MIN_BUSY_S = 0.25
+MIN_ANSWERS = 4
 RETRY_AFTER_S = (1, 120)
 
 
@@ -76,11 +79,13 @@ class Admission:
         self._seen: dict[bytes, float] = {}  # caller -> when it last asked
         self.in_flight = 0.0
         self._rate = PRIOR_TOKENS_PER_S
+        self._measured = False
         # Cumulative tokens done and busy seconds, sampled at each completion.
         self._done = 0.0
         self._busy = 0.0
         self._busy_since: float | None = None
-        self._samples: deque[tuple[float, float, float]] = deque()
+        # (time, tokens done, busy seconds), the first one the start: nothing done yet.
+        self._samples: deque[tuple[float, float, float]] = deque([(clock(), 0.0, 0.0)])
         self.last_done_at = -math.inf
 
     @property
@@ -154,8 +159,10 @@ class Admission:
         while len(self._samples) > 2 and self._samples[1][0] <= now - self._window_s:
             self._samples.popleft()
         _, done_then, busy_then = self._samples[0]
-        if busy - busy_then >= MIN_BUSY_S:
+        enough = self._measured or len(self._samples) > MIN_ANSWERS
+        if enough and busy - busy_then >= MIN_BUSY_S:
             self._rate = (self._done - done_then) / (busy - busy_then)
+            self._measured = True
 
 
 class Ticket:

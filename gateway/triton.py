@@ -30,7 +30,8 @@ from model_repository import wire
 
 logger = logging.getLogger("gateway")
 
-PROBE_TIMEOUT_S = 5.0
+# A probe of one short text: longer than this means Triton is stopped or hopelessly behind.
+PROBE_TIMEOUT_S = 2.0
 # The reason of a refused image reaches the client, so only its first line and 200 characters.
 REASON_CHARS = 200
 # Triton answers both kinds of overload UNAVAILABLE; only the message tells them from a dead server.

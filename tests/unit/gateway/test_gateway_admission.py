@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.admission import PRIOR_TOKENS_PER_S, Admission, Estimate, text_cost
+from gateway.admission import (
+    MIN_ANSWERS,
+    PRIOR_TOKENS_PER_S,
+    Admission,
+    Estimate,
+    text_cost,
+)
 from gateway.errors import Overloaded
 
 
@@ -20,7 +26,7 @@ def measured(rate: float) -> tuple[Admission, Clock]:
     """An admission that saw Triton finish `rate` tokens per busy second."""
     clock = Clock()
     admission = Admission(admit_fraction=0.8, fair_fraction=0.5, clock=clock)
-    for _ in range(2):
+    for _ in range(MIN_ANSWERS):
         ticket = admission.admit(b"warm-up", cost=rate, deadline_s=30)
         clock.now += 1.0
         ticket.release(done=True)
@@ -31,6 +37,17 @@ def measured(rate: float) -> tuple[Admission, Clock]:
 
 def test_nothing_measured_yet_means_the_prior_rate():
     assert Admission(admit_fraction=0.8, fair_fraction=0.5).rate == PRIOR_TOKENS_PER_S
+
+
+def test_the_rate_is_measured_from_the_start_once_enough_answers_came():
+    clock = Clock()
+    admission = Admission(admit_fraction=0.8, fair_fraction=0.5, clock=clock)
+    for answered in range(1, MIN_ANSWERS + 1):
+        ticket = admission.admit(b"k", cost=300, deadline_s=5)
+        clock.now += 2.0
+        ticket.release(done=True)
+        expected = 150.0 if answered == MIN_ANSWERS else PRIOR_TOKENS_PER_S
+        assert admission.rate == pytest.approx(expected)
 
 
 def test_the_rate_is_tokens_done_per_busy_second():

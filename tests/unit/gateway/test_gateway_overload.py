@@ -6,6 +6,7 @@ import time
 
 from gateway_fakes import FakeEmbedder, error_body, serve, triton_failure
 
+from gateway.admission import MIN_ANSWERS
 from gateway.errors import BackendTimeout, BackendUnavailable
 
 BODY = {"model": "epithre-embed", "input": ["a"]}
@@ -82,7 +83,7 @@ def test_admission_refuses_at_once_what_the_measured_rate_cannot_finish_in_time(
     with serve(FakeEmbedder(), clock=lambda: clock[0], request_timeout_s=5) as (client, _):
         service = client.app.state.service
         # Triton was seen to finish 100 tokens per busy second; 380 tokens are in flight.
-        for _ in range(2):
+        for _ in range(MIN_ANSWERS):
             warm = service.admission.admit(b"warm-up", cost=100, deadline_s=5)
             clock[0] += 1.0
             warm.release(done=True)
