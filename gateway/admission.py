@@ -49,12 +49,14 @@ class Estimate:
     wait_s: float
     limit_s: float  # the wait allowed to this caller now
     over_share: bool  # the caller holds more than its share of the work in flight
+    promised_s: float = 0.0  # the work of refused requests told to come back before this one
 
     @property
     def retry_after_s(self) -> int:
-        """Seconds until the work ahead has drained enough for this request to fit."""
+        """Seconds until the work ahead, and the refused work told to come back earlier, have
+        drained enough for this request to fit."""
         low, high = RETRY_AFTER_S
-        return max(low, min(high, math.ceil(self.wait_s - self.limit_s)))
+        return max(low, min(high, math.ceil(self.wait_s + self.promised_s - self.limit_s)))
 
 
 class Admission:
@@ -87,6 +89,9 @@ class Admission:
         # (time, tokens done, busy seconds), the first one the start: nothing done yet.
         self._samples: deque[tuple[float, float, float]] = deque([(clock(), 0.0, 0.0)])
         self.last_done_at = -math.inf
+        # (when, tokens) of refused requests told to retry then: the next refusal is told a
+        # later time, so that retries come back spread out instead of all at once.
+        self._promised: deque[tuple[float, float]] = deque()
 
     @property
     def rate(self) -> float:
@@ -106,8 +111,23 @@ class Admission:
         over_share = self._by_caller.get(caller, 0.0) + cost > share * (1 + 1e-9)
         fraction = self._fair_fraction if over_share else self._admit_fraction
         return Estimate(
-            wait_s=self.wait_s(cost), limit_s=deadline_s * fraction, over_share=over_share
+            wait_s=self.wait_s(cost),
+            limit_s=deadline_s * fraction,
+            over_share=over_share,
+            promised_s=self._promised_tokens() / self._rate,
         )
+
+    def _promised_tokens(self) -> float:
+        now = self._clock()
+        while self._promised and self._promised[0][0] <= now:
+            self._promised.popleft()
+        return sum(tokens for _, tokens in self._promised)
+
+    def retry_after(self, caller: bytes, *, cost: float, deadline_s: float) -> int:
+        """Seconds a refused request should wait; the next refusal is told a later time."""
+        retry_after = self.estimate(caller, cost, deadline_s).retry_after_s
+        self._promised.append((self._clock() + retry_after, cost))
+        return retry_after
 
     def _callers(self, caller: bytes) -> int:
         """Callers with work in flight or seen within the window, `caller` included."""
@@ -124,10 +144,11 @@ class Admission:
         # With nothing in flight there is nothing to wait for: even a request longer than the
         # limit is the best use of an idle server.
         if self.in_flight > 0 and estimate.wait_s > estimate.limit_s:
+            retry_after = self.retry_after(caller, cost=cost, deadline_s=deadline_s)
             raise Overloaded(
                 "the model is busy: this request would not finish within its deadline; "
-                f"retry in {estimate.retry_after_s} s",
-                retry_after=estimate.retry_after_s,
+                f"retry in {retry_after} s",
+                retry_after=retry_after,
                 over_share=estimate.over_share,
             )
         now = self._clock()

@@ -108,7 +108,7 @@ class EmbeddingService:
             # Triton's queue was full, or the request waited in it past its deadline.
             ticket.release(done=False)
             self._metrics.rejected.labels("backend_busy").inc()
-            retry = self.admission.estimate(caller, cost, self._deadline_s).retry_after_s
+            retry = self.admission.retry_after(caller, cost=cost, deadline_s=self._deadline_s)
             raise BackendBusy(busy.message, retry_after=retry) from busy
         except BaseException:  # item errors, a client that left: Triton is fine
             ticket.release(done=False)

@@ -32,6 +32,8 @@ logger = logging.getLogger("gateway")
 
 # A probe of one short text: longer than this means Triton is stopped or hopelessly behind.
 PROBE_TIMEOUT_S = 2.0
+# The share of a call's deadline it may spend in a tower's queue.
+QUEUE_SHARE = 0.8
 # The reason of a refused image reaches the client, so only its first line and 200 characters.
 REASON_CHARS = 200
 # Triton answers both kinds of overload UNAVAILABLE; only the message tells them from a dead server.
@@ -203,8 +205,9 @@ class TritonEmbedder:
                 inputs,
                 outputs=outputs,
                 client_timeout=timeout_s,
-                # The same deadline as Triton's queue timeout: no work for a caller who has gone.
-                timeout=int(timeout_s * 1_000_000),
+                # Work still queued this late would not finish in time: Triton drops it (an
+                # overload answer, 429) rather than compute it for a caller about to get 504.
+                timeout=int(timeout_s * QUEUE_SHARE * 1_000_000),
             )
 
     def _dimensions(self, rows: int, options: EmbedOptions) -> InferInput:

@@ -137,3 +137,18 @@ def test_an_idle_server_admits_even_a_request_longer_than_the_limit():
     admission, _ = measured(100.0)
     admission.admit(b"k", cost=1000, deadline_s=5)  # 10 s of work, nothing ahead of it
     assert admission.in_flight == 1000
+
+
+def test_each_refusal_is_told_a_later_time_than_the_one_before():
+    admission, clock = measured(100.0)
+    admission.admit(b"a", cost=390, deadline_s=5)
+    told = []
+    for _ in range(3):
+        with pytest.raises(Overloaded) as refused:
+            admission.admit(b"a", cost=100, deadline_s=5)
+        told.append(refused.value.retry_after)
+    assert told == [1, 2, 3]  # 1 s of work each: they come back one after another
+    clock.now += 1.5  # the first one's time has come: it no longer holds the others back
+    with pytest.raises(Overloaded) as refused:
+        admission.admit(b"a", cost=100, deadline_s=5)
+    assert refused.value.retry_after == 3

@@ -24,6 +24,7 @@ from gateway.errors import (
 )
 from gateway.triton import (
     PROBE_TIMEOUT_S,
+    QUEUE_SHARE,
     STATUS_ERRORS,
     TritonEmbedder,
     map_triton_errors,
@@ -292,7 +293,7 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
     assert (call["model"], call["timeout"], call["queue_timeout_us"]) == (
         "embed_text",
         30.0,
-        30_000_000,
+        30_000_000 * QUEUE_SHARE,
     )
     assert call["outputs"] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
     tensors = {t.name(): t for t in call["inputs"]}
@@ -339,7 +340,7 @@ def test_probe_embeds_one_text_with_its_short_deadline():
     asyncio.run(TritonEmbedder(client, timeout_s=30.0).probe())  # type: ignore[arg-type]
     (call,) = client.calls
     assert call["timeout"] == PROBE_TIMEOUT_S and call["inputs"][0].shape() == [1, 1]
-    assert call["queue_timeout_us"] == PROBE_TIMEOUT_S * 1_000_000
+    assert call["queue_timeout_us"] == int(PROBE_TIMEOUT_S * QUEUE_SHARE * 1_000_000)
 
 
 def test_facts_come_from_get_model_config_as_json():
