@@ -26,7 +26,7 @@ from bench.load import Target, client, in_flight
 from runner.stack import running_stack
 
 CLIENTS = 48
-SECONDS = 30.0
+SECONDS = 60.0
 COMMAND = "PYTHONPATH=. .venv/bin/python -m bench.overload"
 
 

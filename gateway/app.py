@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
-from tritonclient.grpc.aio import InferenceServerClient
 
+from gateway import triton
 from gateway.access_log import AccessLogMiddleware
 from gateway.admission import Admission
 from gateway.auth import APIKeys
@@ -86,7 +86,7 @@ def create_app(
         # One gRPC client per event loop, so it is created here and not at import or build time.
         owned = embedder is None
         active = embedder or TritonEmbedder(
-            InferenceServerClient(settings.triton_url),
+            triton.client(settings.triton_url),
             timeout_s=settings.request_timeout_s,
             ensemble=settings.ensemble,
             image_ensemble=settings.image_ensemble,

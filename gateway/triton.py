@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
@@ -150,6 +150,28 @@ def parse_facts(
     )
 
 
+# tritonclient's own channel options, which `channel_args` replaces, plus the keepalive of
+# wire.py: a ping every second, calls in flight or not, and a connection whose ping is not
+# answered within a second given up, so a stopped or vanished Triton fails the calls in flight
+# in about two seconds. Reconnects back off at most a second: a Triton back after a minute is
+# used at once.
+CHANNEL_ARGS = (
+    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.keepalive_time_ms", wire.KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", wire.KEEPALIVE_TIMEOUT_MS),
+    ("grpc.http2.ping_timeout_ms", wire.KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+)
+
+
+def client(url: str) -> InferenceServerClient:
+    """The one gRPC client of an event loop, with CHANNEL_ARGS."""
+    return InferenceServerClient(url, channel_args=list(CHANNEL_ARGS))
+
+
 def _input(tensor: wire.Tensor, rows: np.ndarray) -> InferInput:
     """One wire tensor of `len(rows)` rows, each `[value]`."""
     infer_input = InferInput(tensor.name, [len(rows), 1], tensor.dtype)
@@ -164,7 +186,7 @@ def _strings(values: Sequence[str | bytes]) -> np.ndarray:
 class TritonEmbedder:
     """Embeds through the ensembles on Triton, one Triton request per call.
 
-    Usage: `embedder = TritonEmbedder(InferenceServerClient("127.0.0.1:8001"), timeout_s=30)`
+    Usage: `embedder = TritonEmbedder(client("127.0.0.1:8001"), timeout_s=30)`
     """
 
     def __init__(

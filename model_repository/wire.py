@@ -41,9 +41,11 @@ QUEUE_TIMEOUT_US = 600 * 1_000_000
 # The gateway's gRPC keepalive: a ping every KEEPALIVE_TIME_MS, calls in flight or not, and the
 # connection given up when one is unanswered after KEEPALIVE_TIMEOUT_MS, so that the calls in
 # flight to a stopped or vanished Triton fail within about two seconds instead of at their
-# deadline. Triton is started to accept pings this frequent (runner/triton.py locally,
-# deploy/triton-entrypoint.sh in production): its default policy answers them with GOAWAY
-# too_many_pings, which ends the calls in flight too.
+# deadline. The wait for the ack is the channel's `grpc.http2.ping_timeout_ms` (60 s unless set):
+# grpcio 1.85 did not apply `grpc.keepalive_timeout_ms` to it, and a call to a SIGSTOPped Triton
+# ran to its deadline. Triton is started to accept pings this frequent (runner/triton.py
+# locally, deploy/triton-entrypoint.sh in production): its default policy answers them with
+# GOAWAY too_many_pings, which ends the calls in flight too.
 KEEPALIVE_TIME_MS = 1_000
 KEEPALIVE_TIMEOUT_MS = 1_000
 

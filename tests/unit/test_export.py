@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import onnx
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository, sentence_transformer
+from export import configs, repository, sentence_transformer
 from export.__main__ import main as export_main
 from export.parity import FP32_MIN_COSINE
+from gateway.settings import Settings
+from model_repository import wire
 from tests import tiny_models
 
 ONNX_TYPES = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
@@ -60,7 +63,6 @@ def test_tower_configs_match_the_onnx_graph(exported, config_file):
     assert configured_outputs == _graph_tensors(graph.output)
     pooled_in_graph = exported[1]["pooling_in"] == "graph"
     assert list(config.output[0].dims) == ([32] if pooled_in_graph else [-1, 32])
-    assert config.dynamic_batching.default_queue_policy.max_queue_size > 0
 
 
 def test_without_pooling_in_the_graph_the_postprocess_gets_the_mask(exported):
@@ -151,7 +153,34 @@ def test_local_tower_merges_requests_of_any_length_and_production_only_equal_sha
     assert not any(i.allow_ragged_batch for i in production.input)
 
 
-def test_postprocess_runs_each_request_as_it_comes_without_a_dynamic_batcher(exported):
+def check_only_towers_queue(repo: Path, towers: set[str]) -> None:
+    """Only the `towers` have a dynamic batcher, in every config file (production's too); each
+    bounds its queue and rejects a request unrun once the timeout it names has passed."""
+    files = sorted(repo.glob("*/config.pbtxt")) + sorted(repo.glob("*/configs/*.pbtxt"))
+    written = {str(path.relative_to(repo)): _config(path) for path in files}
+    batched = {where for where, config in written.items() if config.HasField("dynamic_batching")}
+    assert batched == {where for where, config in written.items() if config.name in towers}
+    policies = {
+        where: written[where].dynamic_batching.default_queue_policy for where in sorted(batched)
+    }
+    assert len(policies) == 2 * len(towers)  # config.pbtxt and configs/production.pbtxt
+    expected = (mc.ModelQueuePolicy.REJECT, wire.QUEUE_TIMEOUT_US, True, configs.QUEUE_SIZE)
+    assert {
+        where: (
+            policy.timeout_action,
+            policy.default_timeout_microseconds,
+            policy.allow_timeout_override,
+            policy.max_queue_size,
+        )
+        for where, policy in policies.items()
+    } == dict.fromkeys(policies, expected)
+
+
+def test_only_the_tower_queues_and_its_queue_honours_the_callers_timeout(exported):
     repo, _ = exported
-    postprocess = _config(repo / "embed_postprocess" / "config.pbtxt")
-    assert not postprocess.HasField("dynamic_batching")
+    check_only_towers_queue(repo, {wire.TEXT_ENCODER})
+
+
+def test_the_queue_timeout_outlasts_the_gateways_deadline():
+    # Triton honours a request's own timeout only when it is shorter than the default.
+    assert Settings().request_timeout_s * 1_000_000 <= wire.QUEUE_TIMEOUT_US

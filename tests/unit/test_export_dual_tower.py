@@ -10,7 +10,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export import repository
 from export.parity import FP32_MIN_COSINE
+from model_repository import wire
 from tests import tiny_models
+from tests.unit.test_export import check_only_towers_queue
 
 
 @pytest.fixture(scope="module", params=["clip", "siglip"])
@@ -71,3 +73,8 @@ def test_image_rows_keep_their_shape_and_text_rows_are_cut_by_their_attention_ma
     assert inputs == (["input_ids", "attention_mask"] if kind == "clip" else ["input_ids"])
     expected = "attention_mask" if kind == "clip" else ""
     assert text.parameters["length_input"].string_value == expected
+
+
+def test_only_the_two_towers_queue_and_their_queues_honour_the_callers_timeout(exported):
+    _, repo, _ = exported
+    check_only_towers_queue(repo, {wire.TEXT_ENCODER, wire.IMAGE_ENCODER})

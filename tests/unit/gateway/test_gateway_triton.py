@@ -23,6 +23,7 @@ from gateway.errors import (
     TokenLimitExceeded,
 )
 from gateway.triton import (
+    CHANNEL_ARGS,
     PROBE_TIMEOUT_S,
     QUEUE_SHARE,
     STATUS_ERRORS,
@@ -393,3 +394,15 @@ def test_real_client_past_its_deadline_is_504():
         port = listener.getsockname()[1]
         with pytest.raises(BackendTimeout):
             asyncio.run(_facts_from(f"127.0.0.1:{port}", timeout_s=0.3))
+
+
+def test_the_channel_keeps_tritonclient_s_message_sizes_and_adds_a_fast_keepalive():
+    options = dict(CHANNEL_ARGS)
+    assert options["grpc.max_send_message_length"] == 2**31 - 1
+    assert options["grpc.max_receive_message_length"] == 2**31 - 1
+    # grpcio waits for a ping's ack for http2.ping_timeout_ms, not keepalive_timeout_ms.
+    assert options["grpc.http2.ping_timeout_ms"] == options["grpc.keepalive_timeout_ms"] == 1000
+    assert (options["grpc.keepalive_time_ms"], options["grpc.keepalive_permit_without_calls"]) == (
+        1000,
+        1,
+    )
