@@ -23,6 +23,7 @@ from bench.baselines import TextCeiling, sentence_transformers
 from bench.corpus import sentences
 from bench.images import image_patterns, images, in_process_images
 from bench.load import BURST_ROUNDS, Target, burst_patterns, sustained, text_patterns
+from bench.overload import overload
 from bench.peers import infinity
 from bench.plot import plot_throughput
 from bench.processes import cpu_seconds, peak_rss_mib, rss_mib
@@ -85,6 +86,7 @@ def served(
         results = asyncio.run(text_patterns(target, texts))
         results += asyncio.run(burst_patterns(target, burst))
         image_results = asyncio.run(image_patterns(target, pictures))
+        overloaded = asyncio.run(overload(target, texts))
         positions = token_positions(stack.triton.metrics_url)
         # Memory is read after a warm-up, so that first-use allocations do not count as growth;
         # short texts make 10,000 requests take a minute, and length does not change what leaks.
@@ -102,6 +104,7 @@ def served(
     return {
         "results": results,
         "image_results": image_results,
+        "overload": overloaded,
         "token_positions": positions,
         "memory_mib": (before, after),
         "peak_mib": peak,
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_mib={**ours["peak_mib"], **peer_peak},
         images=image_ceiling,
         image_results=ours["image_results"],
+        overload=ours["overload"],
         peer_cosines=cosines,
         peer_failures=failures,
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bench.baselines import Throughput
 from bench.load import CONCURRENCY, Result
+from bench.overload import Overload, section
 
 OURS = "gateway+Triton"
 BATCHED = "64-text requests, sequential"
@@ -34,6 +35,7 @@ class Run:
     peak_mib: dict[str, float]
     images: dict
     image_results: list[Result]
+    overload: Overload | None = None  # the overload pattern, on our stack
     peer_cosines: dict[str, float] = field(default_factory=dict)
     peer_failures: dict[str, str] = field(default_factory=dict)
 
@@ -225,6 +227,9 @@ def render(run: Run, *, plot: str) -> str:
         + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in run.peak_mib.items())
         + ".",
     ]
+    if run.overload is not None:
+        baseline = run.ours(BATCHED).items_per_s
+        lines += ["", section(run.overload, baseline, command=run.command).rstrip()]
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,8 @@
 
 One stack for the module: far more 64-text requests in flight than it can finish in time, a light
 key beside them, a client that leaves while its request is queued, and a stopped tritonserver.
+Triton 24.10 does not pass a cancelled call on to an ensemble's queued steps: what keeps a gone
+client's work from running is the queue timeout the gateway sends with every call.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
+from model_repository import wire
 from runner.stack import Stack, running_stack
 from tests.integration.conftest import cosine
 
@@ -165,6 +170,61 @@ def test_a_light_key_beside_the_overload_gets_at_least_80_percent_answered(overl
 def test_a_request_after_the_overload_is_served_within_3_s(overload):
     _, _, _, served_after_s = overload
     assert served_after_s <= 3.0
+
+
+def _tower_counts(grpc_url: str) -> tuple[int, int]:
+    """Rows the text tower ran, and its failed requests (a queue timeout counts as one)."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        stats = client.get_inference_statistics(wire.TEXT_ENCODER, as_json=True)
+    finally:
+        client.close()
+    (model,) = stats["model_stats"]
+    failed = model["inference_stats"].get("fail", {}).get("count", 0)
+    return int(model.get("inference_count", 0)), int(failed)
+
+
+def _load_directly(grpc_url: str, texts: list[str]) -> None:
+    """One request straight to the ensemble: work the gateway's admission does not see."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    n = len(texts)
+    inputs = []
+    for tensor, values in (
+        (wire.TEXT, [t.encode() for t in texts]),
+        (wire.INSTRUCTION, [b""] * n),
+        (wire.TRUNCATE, [b"END"] * n),
+    ):
+        infer_input = grpcclient.InferInput(tensor.name, [n, 1], tensor.dtype)
+        infer_input.set_data_from_numpy(np.array(values, dtype=np.object_).reshape(n, 1))
+        inputs.append(infer_input)
+    dimensions = grpcclient.InferInput(wire.DIMENSIONS.name, [n, 1], wire.DIMENSIONS.dtype)
+    dimensions.set_data_from_numpy(np.zeros((n, 1), dtype=np.int32))
+    try:
+        client.infer(wire.ENSEMBLE_TEXT, [*inputs, dimensions], client_timeout=120)
+    finally:
+        client.close()
+
+
+def test_a_request_whose_client_left_while_queued_is_not_executed(stack, overload):
+    # Both tower instances busy for longer than the queue timeout (0.8 x 5 s) with work sent
+    # past the gateway; then a 7-text request through it whose client gives up after 1 s.
+    long = ["kata " * 300] * 64
+    before_rows, before_failed = _tower_counts(stack.triton.grpc_url)
+    with ThreadPoolExecutor(2) as pool:
+        loads = [pool.submit(_load_directly, stack.triton.grpc_url, long) for _ in range(2)]
+        time.sleep(0.5)
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(
+                f"{stack.base_url}/v1/embeddings",
+                json={"model": MODEL, "input": TEXTS[:7]},
+                headers=headers(LIGHT),
+                timeout=1.0,
+            )
+        for load in loads:
+            load.result()
+    rows, failed = _tower_counts(stack.triton.grpc_url)
+    assert rows - before_rows == 2 * 64  # only the loads ran: none of the 7 rows
+    assert failed - before_failed >= 1  # the queued parts were dropped at their queue timeout
 
 
 def _stop(stack: Stack) -> int:
