@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import orjson
+from prometheus_client import start_http_server
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -36,7 +37,7 @@ from gateway.openapi import build_document
 from gateway.protocol import Limits
 from gateway.ratelimit import RateLimiter
 from gateway.request_id import RequestIDMiddleware
-from gateway.routes import ENDPOINTS
+from gateway.routes import ENDPOINTS, METRICS_PATH
 from gateway.service import EmbeddingService
 from gateway.settings import Settings
 from gateway.triton import TritonEmbedder
@@ -122,16 +123,26 @@ def create_app(
                 breaker=breaker,
                 metrics=metrics,
             )
+            metrics_server = None
+            if settings.metrics_port:
+                metrics_server, _ = start_http_server(
+                    settings.metrics_port, addr=settings.host, registry=metrics.registry
+                )
+                logger.info("metrics on %s:%d", settings.host, settings.metrics_port)
             logger.info("serving %s (%s)", facts.served_model_name, facts.fingerprint)
             yield
+            if metrics_server is not None:
+                metrics_server.shutdown()
             await breaker.close()
         finally:
             if owned:
                 await active.close()
 
     metrics = Metrics()
+    # With a metrics port of its own, /metrics is not served on the public one.
+    public = [e for e in ENDPOINTS if not (settings.metrics_port and e.path == METRICS_PATH)]
     app = Starlette(
-        routes=[Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS],
+        routes=[Route(e.path, e.handler, methods=[e.method]) for e in public],
         middleware=[
             Middleware(RequestIDMiddleware),
             Middleware(AccessLogMiddleware),

@@ -42,6 +42,7 @@ logger = logging.getLogger("gateway")
 # Readiness counts an embedding answered this recently as proof, instead of probing.
 RECENT_ANSWER_S = 2.0
 FINGERPRINT_HEADER = "X-Model-Fingerprint"
+METRICS_PATH = "/metrics"
 JSON = "application/json"
 
 
@@ -207,6 +208,6 @@ ENDPOINTS = (
         errors=(Draining, BackendUnavailable),
         authenticated=False,
     ),
-    Endpoint("/metrics", "GET", metrics, authenticated=False),
+    Endpoint(METRICS_PATH, "GET", metrics, authenticated=False),
     Endpoint("/openapi.json", "GET", openapi, authenticated=False),
 )

@@ -37,6 +37,10 @@ class Settings:
     host: str = "127.0.0.1"
     # EPITHRE_PORT: port uvicorn listens on.
     port: int = 8000
+    # EPITHRE_METRICS_PORT: serve /metrics on this port of EPITHRE_HOST only, and not on the
+    # public port, so that a load balancer publishing the API does not publish request counts;
+    # 0 = /metrics on the public port.
+    metrics_port: int = 0
     # EPITHRE_MAX_BODY_BYTES: request body cap (413 above); the contract says 25 MB.
     max_body_bytes: int = 25 * MIB
     # EPITHRE_MAX_IMAGE_BYTES: decoded size cap per image (413 naming the item above).
@@ -156,6 +160,7 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "triton_url": str,
     "host": str,
     "port": int,
+    "metrics_port": _non_negative_int,
     "max_body_bytes": _positive_int,
     "max_image_bytes": _positive_int,
     "max_text_items": _positive_int,

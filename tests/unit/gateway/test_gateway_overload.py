@@ -1,13 +1,16 @@
-"""Overload and failure at the edge, through the app: 429 and 503 with Retry-After, readiness."""
+"""Overload and failure at the edge, through the app: 429 and 503 with Retry-After, readiness,
+and metrics kept off the public port."""
 
 from __future__ import annotations
 
 import time
 
+import httpx
 from gateway_fakes import FakeEmbedder, error_body, serve, triton_failure
 
 from gateway.admission import MIN_ANSWERS
 from gateway.errors import BackendTimeout, BackendUnavailable
+from runner.triton import free_port
 
 BODY = {"model": "epithre-embed", "input": ["a"]}
 
@@ -96,3 +99,12 @@ def test_admission_refuses_at_once_what_the_measured_rate_cannot_finish_in_time(
         assert refused.json()["error"]["code"] == "overloaded"
         assert metric(client, 'epithre_rejected_requests_total{reason="wait"}') == 1
         assert metric(client, "epithre_admission_wait_seconds") == 3.8
+
+
+def test_with_a_metrics_port_metrics_leave_the_public_port_for_their_own():
+    port = free_port()
+    with serve(metrics_port=port) as (client, _):
+        assert client.get("/metrics").status_code == 404
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert scraped.status_code == 200
+    assert "epithre_admission_wait_seconds" in scraped.text
