@@ -16,11 +16,15 @@ export PYTHONPATH := $(CURDIR)
 
 install: $(VENV)/.installed
 
-# libpython3.11: the Triton Python stub links it; docker-compose: validates docker-compose.yml.
+# libpython3.11: the Triton Python stub links it; docker-compose: validates docker-compose.yml;
+# prometheus: its promtool tests the alert rules, and the server scrapes a test stack.
 system-packages:
-	@if ! ldconfig -p | grep -q 'libpython3.11.so.1.0' || ! command -v docker-compose >/dev/null; then \
+	@if ! ldconfig -p | grep -q 'libpython3.11.so.1.0' || ! command -v docker-compose >/dev/null \
+		|| ! command -v promtool >/dev/null; then \
 		$(SUDO) apt-get update -q && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpython3.11 docker-compose; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpython3.11 docker-compose && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			prometheus; \
 	fi
 
 $(VENV)/.installed: requirements/*.txt | system-packages
