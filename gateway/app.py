@@ -19,7 +19,9 @@ from gateway import triton
 from gateway.access_log import AccessLogMiddleware
 from gateway.admission import Admission
 from gateway.auth import APIKeys
+from gateway.body import BodyLimits
 from gateway.breaker import CircuitBreaker
+from gateway.concurrency import ConcurrencyLimitMiddleware
 from gateway.disconnect import ClientDisconnected, handle_disconnect
 from gateway.embedder import Embedder, ModelFacts
 from gateway.errors import (
@@ -149,6 +151,11 @@ def create_app(
             Middleware(
                 MetricsMiddleware, metrics=metrics, paths=frozenset(e.path for e in ENDPOINTS)
             ),
+            Middleware(
+                ConcurrencyLimitMiddleware,
+                limit=settings.max_concurrent_requests,
+                exempt=frozenset(e.path for e in ENDPOINTS if not e.authenticated),
+            ),
         ],
         exception_handlers={
             APIError: handle_api_error,
@@ -159,6 +166,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.body_limits = BodyLimits(
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+        min_bytes_per_s=settings.min_body_bytes_per_s,
+    )
     app.state.api_keys = APIKeys(settings.api_keys)
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(

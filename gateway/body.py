@@ -1,20 +1,39 @@
-"""Reading a JSON request body with a hard byte cap, before any of it is trusted."""
+"""Reading a request body with a hard byte cap and a pace, before any of it is trusted."""
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
 
 import orjson
 from starlette.requests import Request
 
-from gateway.errors import BodyTooLarge, InvalidJSON, UnsupportedMediaType
+from gateway.errors import BodyTooLarge, InvalidJSON, RequestTimeout, UnsupportedMediaType
 
 
-async def read_json(request: Request, *, max_bytes: int) -> object:
-    """Return the parsed JSON body; 415 for another media type, 413 past `max_bytes`, 400 if bad.
+@dataclass(frozen=True)
+class BodyLimits:
+    """What a route accepts of a body: its size, and how slowly it may arrive.
 
-    Usage: `payload = await read_json(request, max_bytes=settings.max_body_bytes)`
+    A body must be complete within `timeout_s`, and after `grace_s` must have come at
+    `min_bytes_per_s` on average: a client trickling bytes holds a connection and a buffer for
+    nothing. Each route has its own (large uploads want another floor than JSON requests).
+    """
+
+    max_bytes: int
+    timeout_s: float
+    min_bytes_per_s: float
+    grace_s: float = 1.0
+
+
+async def read_json(request: Request, limits: BodyLimits) -> object:
+    """Return the parsed JSON body; 415 for another media type, 413 past the cap, 408 when it
+    arrives too slowly, 400 if it is not JSON.
+
+    Usage: `payload = await read_json(request, BodyLimits(25 << 20, 30.0, 10_000))`
     """
     _check_media_type(request.headers.get("content-type"))
-    raw = await _read_capped(request, max_bytes=max_bytes)
+    raw = await _read_capped(request, limits)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -31,15 +50,32 @@ def _check_media_type(content_type: str | None) -> None:
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type!r}")
 
 
-async def _read_capped(request: Request, *, max_bytes: int) -> bytes:
-    too_large = BodyTooLarge(f"the request body exceeds the limit of {max_bytes} bytes")
+async def _read_capped(request: Request, limits: BodyLimits) -> bytes:
+    too_large = BodyTooLarge(f"the request body exceeds the limit of {limits.max_bytes} bytes")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
         raise too_large
     # Content-Length can lie and chunked bodies have none, so the count of bytes read decides.
     body = bytearray()
-    async for chunk in request.stream():
+    chunks = aiter(request.stream())
+    started = asyncio.get_running_loop().time()
+    while True:
+        # The next bytes are due before the deadline, and before the average would fall under
+        # the floor rate.
+        due = started + min(
+            limits.timeout_s, max(limits.grace_s, (len(body) + 1) / limits.min_bytes_per_s)
+        )
+        try:
+            async with asyncio.timeout_at(due):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return bytes(body)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body arrived too slowly: {len(body)} bytes in "
+                f"{asyncio.get_running_loop().time() - started:.1f} s (at least "
+                f"{limits.min_bytes_per_s:.0f} bytes/s, complete within {limits.timeout_s:.0f} s)"
+            ) from None
         body += chunk
-        if len(body) > max_bytes:
+        if len(body) > limits.max_bytes:
             raise too_large
-    return bytes(body)

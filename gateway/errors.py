@@ -82,6 +82,19 @@ class ItemTooLarge(BodyTooLarge):
     description = "An image is over its decoded byte limit; `param` names it."
 
 
+class RequestTimeout(APIError):
+    """The body came slower than its route's floor, or not within its deadline."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+    description = "The body arrived too slowly; the connection is closed."
+
+    def headers(self) -> dict[str, str]:
+        # What was sent of the body is unread: the connection cannot carry another request.
+        return {"Connection": "close"}
+
+
 class UnsupportedMediaType(APIError):
     status = 415
     type = "invalid_request_error"
@@ -195,6 +208,15 @@ class RateLimited(RetryLater):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), **self.extra_headers}
+
+
+class GatewayBusy(RetryLater):
+    """This gateway process is serving as many requests as it may at once."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "gateway_busy"
+    description = "This gateway process is at its cap of concurrent requests."
 
 
 class BackendError(APIError):

@@ -24,12 +24,14 @@ from gateway.errors import (
     BackendUnavailable,
     BodyTooLarge,
     Draining,
+    GatewayBusy,
     InvalidJSON,
     InvalidRequest,
     ItemTooLarge,
     ModelNotFound,
     Overloaded,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     Unprocessable,
     UnsupportedMediaType,
@@ -56,7 +58,7 @@ async def embeddings(request: Request) -> Response:
     # rate-limited client can make us read 25 MB.
     caller = state.api_keys.check(request.headers)
     state.limiter.admit(caller)
-    payload = await read_json(request, max_bytes=state.settings.max_body_bytes)
+    payload = await read_json(request, state.body_limits)
     body = parse_request(payload, state.request_type)
     result = await unless_disconnected(request, state.service.embed(body, caller=caller))
     # Counts only, for the access log; it must never see the inputs themselves.
@@ -165,6 +167,7 @@ ENDPOINTS = (
             ModelNotFound,
             InvalidJSON,
             Unauthorized,
+            RequestTimeout,
             BodyTooLarge,
             ItemTooLarge,
             UnsupportedMediaType,
@@ -174,6 +177,7 @@ ENDPOINTS = (
             APIError,
             BackendError,
             BackendUnavailable,
+            GatewayBusy,
             BackendTimeout,
         ),
     ),

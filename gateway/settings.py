@@ -43,6 +43,16 @@ class Settings:
     metrics_port: int = 0
     # EPITHRE_MAX_BODY_BYTES: request body cap (413 above); the contract says 25 MB.
     max_body_bytes: int = 25 * MIB
+    # EPITHRE_BODY_TIMEOUT_S: a request body must be complete within this many seconds (408
+    # and the connection closed otherwise).
+    body_timeout_s: float = 30.0
+    # EPITHRE_MIN_BODY_BYTES_PER_S: after its first second, a request body must arrive at least
+    # this fast on average (408 and the connection closed otherwise): 10 kB/s sends 25 MB in
+    # 40 min; anything slower holds a connection and a buffer for nothing.
+    min_body_bytes_per_s: float = 10_000.0
+    # EPITHRE_MAX_CONCURRENT_REQUESTS: requests one gateway process serves at once; beyond it,
+    # 503 with the API's JSON error and Retry-After (health checks and metrics are exempt).
+    max_concurrent_requests: int = 512
     # EPITHRE_MAX_IMAGE_BYTES: decoded size cap per image (413 naming the item above).
     max_image_bytes: int = 20 * MIB
     # EPITHRE_MAX_TEXT_ITEMS: text items per request (400 above); Triton's max_batch_size is 64.
@@ -163,6 +173,9 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "metrics_port": _non_negative_int,
     "max_body_bytes": _positive_int,
     "max_image_bytes": _positive_int,
+    "body_timeout_s": _positive_float,
+    "min_body_bytes_per_s": _positive_float,
+    "max_concurrent_requests": _positive_int,
     "max_text_items": _positive_int,
     "max_image_items": _positive_int,
     "max_text_chars": _positive_int,

@@ -5,6 +5,10 @@ from collections.abc import Iterator
 
 import orjson
 from gateway_fakes import error_body, serve
+from starlette.requests import Request
+
+from gateway.body import BodyLimits, read_json
+from gateway.errors import RequestTimeout
 
 VALID = orjson.dumps({"model": "epithre-embed", "input": "a"})
 CAP = 1_000
@@ -145,3 +149,52 @@ def test_non_utf8_body_is_400():
     with serve() as (client, _):
         response = post(client, b'{"model": "epithre-embed", "input": "\xff\xfe"}')
     assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_json")
+
+
+def _trickle(body: bytes, *, every_s: float):
+    """An ASGI receive that delivers `body` one byte every `every_s` seconds."""
+    remaining = list(body)
+
+    async def receive() -> dict:
+        await asyncio.sleep(every_s)
+        byte = bytes([remaining.pop(0)])
+        return {"type": "http.request", "body": byte, "more_body": bool(remaining)}
+
+    return receive
+
+
+def _read_slowly(body: bytes, *, every_s: float, limits: BodyLimits) -> tuple[object, float]:
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+
+    async def run() -> tuple[object, float]:
+        started = asyncio.get_running_loop().time()
+        try:
+            result: object = await read_json(
+                Request(scope, _trickle(body, every_s=every_s)), limits
+            )
+        except RequestTimeout as error:
+            result = error
+        return result, asyncio.get_running_loop().time() - started
+
+    return asyncio.run(run())
+
+
+def test_a_body_slower_than_the_floor_is_408_once_its_average_falls_under_it():
+    limits = BodyLimits(max_bytes=CAP, timeout_s=10, min_bytes_per_s=40, grace_s=0.2)
+    error, elapsed = _read_slowly(VALID, every_s=0.05, limits=limits)  # 20 bytes/s
+    assert isinstance(error, RequestTimeout)
+    assert (error.status, error.headers()) == (408, {"Connection": "close"})
+    assert elapsed < 1.0
+
+
+def test_a_body_not_complete_within_its_deadline_is_408():
+    limits = BodyLimits(max_bytes=CAP, timeout_s=0.3, min_bytes_per_s=1, grace_s=0.1)
+    error, elapsed = _read_slowly(VALID, every_s=0.01, limits=limits)  # 100 bytes/s: too long
+    assert isinstance(error, RequestTimeout)
+    assert 0.3 <= elapsed < 0.6
+
+
+def test_a_body_at_the_floor_is_read_whole():
+    limits = BodyLimits(max_bytes=CAP, timeout_s=10, min_bytes_per_s=20, grace_s=0.2)
+    payload, _ = _read_slowly(VALID, every_s=0.005, limits=limits)  # 200 bytes/s
+    assert payload == {"model": "epithre-embed", "input": "a"}

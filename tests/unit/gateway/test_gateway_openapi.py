@@ -88,6 +88,7 @@ def test_every_error_status_has_the_openai_error_shape() -> None:
         "200",
         "400",
         "401",
+        "408",
         "413",
         "415",
         "422",
@@ -105,7 +106,8 @@ def test_every_error_status_has_the_openai_error_shape() -> None:
     assert error["required"] == ["message", "type", "param", "code"]
 
 
-def test_429_documents_retry_after_and_401_the_auth_scheme() -> None:
+def test_429_and_503_document_retry_after_and_401_the_auth_scheme() -> None:
     responses = DOCUMENT["paths"]["/v1/embeddings"]["post"]["responses"]
     assert set(responses["429"]["headers"]) == {"Retry-After"}
+    assert set(responses["503"]["headers"]) == {"Retry-After"}
     assert set(responses["401"]["headers"]) == {"WWW-Authenticate"}
