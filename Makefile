@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-packages export train-demo serve test bench lint deploy clean
+.PHONY: install system-packages export train-demo serve test bench soak lint deploy clean
 
 install: $(VENV)/.installed
 
@@ -74,6 +74,10 @@ $(PEER_VENV)/.installed: requirements/infinity.txt
 # Throughput and latency as ratios to in-process baselines; writes docs/benchmarks.md.
 bench: $(REPOSITORY)/embed_text/config.pbtxt $(PEER_VENV)/.installed
 	$(BIN)/python -m bench
+
+# Ten minutes of mixed traffic, an overload burst and a Triton kill; writes docs/reliability.md.
+soak: $(REPOSITORY)/embed_text/config.pbtxt
+	$(BIN)/python -m bench.soak
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
