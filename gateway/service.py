@@ -167,7 +167,7 @@ class EmbeddingService:
 def _raise_first(results: list, *, groups: int) -> None:
     """Errors surface in a fixed order, never by timing: texts before images, then by position."""
     failures = [
-        ((index >= groups, getattr(result, "position", -1), index), result)
+        ((index >= groups, result.item if isinstance(result, ItemError) else -1, index), result)
         for index, result in enumerate(results)
         if isinstance(result, BaseException)
     ]

@@ -130,7 +130,8 @@ def test_a_token_limit_in_a_part_names_the_item_in_the_whole_request():
 
 
 def test_of_two_failing_items_the_first_in_input_order_is_reported():
-    body = request("toolong", "b", "c", "alsolong", truncate="NONE", facts=FACTS)
+    # Dealt by length, "alsolong" (input[0]) goes in the last part, after "toolong" (input[3]).
+    body = request("alsolong", "b", "c", "toolong", truncate="NONE", facts=FACTS)
     for _ in range(3):
         with pytest.raises(TokenLimitExceeded) as raised:
             embed(service(LengthEmbedder(), text_parts=4), body)
