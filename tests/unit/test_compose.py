@@ -286,25 +286,59 @@ def test_prometheus_image_is_pinned(services: dict[str, Any]) -> None:
     assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", services["prometheus"]["image"])
 
 
-@needs_compose
-def test_prometheus_scrapes_triton_and_gateway(services: dict[str, Any]) -> None:
-    mounts = [
-        v
-        for v in services["prometheus"]["volumes"]
-        if isinstance(v, dict) and v["target"] == "/etc/prometheus/prometheus.yml"
-    ]
-    assert len(mounts) == 1
-    assert Path(mounts[0]["source"]) == DEPLOY / "prometheus.yml"
+def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """target -> source of a service's bind mounts."""
+    return {
+        v["target"]: Path(v["source"])
+        for v in service["volumes"]
+        if isinstance(v, dict) and v["type"] == "bind"
+    }
 
-    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"]
+
+@needs_compose
+def test_gateway_serves_metrics_on_an_internal_port_of_its_own(services: dict[str, Any]) -> None:
+    gateway = services["gateway"]
+    port = int(gateway["environment"]["EPITHRE_METRICS_PORT"])
+    assert port != int(gateway["environment"]["EPITHRE_PORT"])
+    assert str(port) in {str(p) for p in gateway["expose"]}
+    assert all(int(p["target"]) != port for p in gateway["ports"])
+
+
+@needs_compose
+def test_prometheus_scrapes_triton_and_the_gateways_metrics_port(
+    services: dict[str, Any],
+) -> None:
+    config = "/etc/prometheus/prometheus.yml"
+    assert f"--config.file={config}" in services["prometheus"]["command"]
+    assert _bind_mounts(services["prometheus"])[config] == DEPLOY / "prometheus" / "prometheus.yml"
+
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())[
+        "scrape_configs"
+    ]
     targets = {
-        (target, job.get("metrics_path", "/metrics"))
+        job["job_name"]: (target, job.get("metrics_path", "/metrics"))
         for job in scrape
         for static in job["static_configs"]
         for target in static["targets"]
     }
-    assert ("triton:8002", "/metrics") in targets
-    assert ("gateway:8000", "/metrics") in targets
+    metrics_port = services["gateway"]["environment"]["EPITHRE_METRICS_PORT"]
+    assert targets == {
+        "triton": ("triton:8002", "/metrics"),
+        "gateway": (f"gateway:{metrics_port}", "/metrics"),
+    }
+
+
+@needs_compose
+def test_prometheus_loads_the_alert_rules_mounted_beside_its_config(
+    services: dict[str, Any],
+) -> None:
+    mounts = _bind_mounts(services["prometheus"])
+    rule_files = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())[
+        "rule_files"
+    ]
+    assert rule_files == ["alerts.yml"]
+    # Prometheus reads rule_files relative to the folder of its config file.
+    assert mounts["/etc/prometheus/alerts.yml"] == DEPLOY / "prometheus" / "alerts.yml"
 
 
 def _triton_entrypoint_command(models: Path, *args: str) -> list[str]:
