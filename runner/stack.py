@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from runner.processes import process_tree
 from runner.triton import LocalTriton, TritonPorts, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,27 +77,33 @@ def running_stack(workdir: Path, repository: Path = DEFAULT_REPOSITORY, **settin
             yield Stack(triton=triton, gateway=gateway, base_url=base_url)
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
+@contextmanager
+def runner_process(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m runner`, as `make serve` runs it, on free ports and in its own process group.
 
-
-def command_line(pid: int) -> str:
+    Yields the runner and the gateway's base URL once the gateway is ready; at the end stops the
+    runner, and kills whatever it started that is still alive if it does not stop.
+    """
+    ports, port = TritonPorts.free(), free_port()
+    command = [
+        *(sys.executable, "-m", "runner", f"--workdir={workdir}"),
+        *(f"--triton-http-port={ports.http}", f"--triton-grpc-port={ports.grpc}"),
+        f"--triton-metrics-port={ports.metrics}",
+    ]
+    env = {**os.environ, "EPITHRE_HOST": "127.0.0.1", "EPITHRE_PORT": str(port)}
+    runner = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+        wait_http_ok(f"{base_url}/health/ready", deadline_s=120, process=runner)
+        yield runner, base_url
+    finally:
+        tree = process_tree(runner.pid)
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGTERM)
+            try:
+                runner.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for pid in tree:
+                    with suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                runner.wait()

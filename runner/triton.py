@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +22,12 @@ from pathlib import Path
 from types import TracebackType
 
 from model_repository import wire
+from runner.processes import arguments, process_group, stop_group
 
 STOP_GRACE_S = 30.0
+SHM_DIR = Path("/dev/shm")
+# The Python backend gives each stub its own region, named on the stub's command line.
+SHM_REGION_PREFIX = "triton_python_backend_shm_region_"
 # The ping policy that accepts the gateway's keepalive (wire.KEEPALIVE_TIME_MS): any number of
 # pings, with or without calls or data, never counted as strikes. Triton's default answers a
 # ping more frequent than every 5 minutes on an idle connection with GOAWAY too_many_pings,
@@ -103,6 +106,10 @@ class LocalTriton:
         self.workdir = workdir
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        # The shared-memory regions of this server's stubs (never another server's), noted while
+        # it runs: after a crash the server cannot remove them, and its stubs may be gone before
+        # `stop` looks.
+        self.shm_regions: set[str] = set()
 
     @property
     def grpc_url(self) -> str:
@@ -144,24 +151,40 @@ class LocalTriton:
         env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
         command = self.command(prepare_backends(self.workdir))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
-        # Own process group: stopping it also stops the Python stubs tritonserver spawned.
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        # A restart appends: the log of the server that crashed stays readable.
+        with self.log_path.open("ab" if self.process else "wb") as log:
+            # Own process group: stopping it also stops the Python stubs tritonserver spawned.
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def ready(self) -> bool:
+        """One probe of /v2/health/ready; once ready, every model's stub runs and is noted."""
+        url = f"http://127.0.0.1:{self.ports.http}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status != 200:
+                    return False
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        self.note_shm_regions()
+        return True
+
+    def note_shm_regions(self) -> None:
+        """Note the shared-memory regions of the stubs now in the server's process group."""
+        if self.process is not None:
+            for pid in process_group(self.process.pid):
+                self.shm_regions.update(
+                    arg for arg in arguments(pid) if arg.startswith(SHM_REGION_PREFIX)
+                )
 
     def wait_ready(self, *, deadline_s: float = 180.0) -> None:
-        url = f"http://127.0.0.1:{self.ports.http}/v2/health/ready"
         until = time.monotonic() + deadline_s
         while time.monotonic() < until:
             if self.process is None or self.process.poll() is not None:
                 raise TritonStartError(f"tritonserver exited:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if self.ready():
+                return
             time.sleep(0.25)
         raise TritonStartError(f"tritonserver not ready after {deadline_s}s:\n{self.log_tail()}")
 
@@ -171,21 +194,19 @@ class LocalTriton:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        """Stop the server and its stubs, also those of a server that crashed, and remove the
+        shared memory they used (a server that crashed leaves it behind)."""
         if self.process is None:
             return
-        # tritonserver leads its own process group (start_new_session), stubs included.
-        pgid = self.process.pid
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(pgid, signal.SIGKILL)
-                self.process.wait()
-        # Stubs normally exit with the server, but not always after it crashed (one outlived a
-        # tritonserver that aborted): make sure none outlives it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+        self.note_shm_regions()
+        # Stubs normally exit with the server. After a crash they live on while it is an unreaped
+        # zombie (their check that the parent lives passes), then exit within about a second,
+        # leaving their regions: those noted at readiness are removed too.
+        stop_group(self.process, grace_s=STOP_GRACE_S)
+        for region in self.shm_regions:
+            with contextlib.suppress(FileNotFoundError):
+                (SHM_DIR / region).unlink()
+        self.shm_regions.clear()
 
     def __enter__(self) -> LocalTriton:
         self.start()

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runner.stack import ROOT, command_line, process_tree, running_stack, wait_http_ok
-from runner.triton import TritonPorts
+from runner.processes import command_line, process_tree, wait_gone
+from runner.stack import runner_process, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -51,22 +49,9 @@ def test_readiness_turns_503_within_10s_when_a_python_stub_dies(tmp_path):
 
 
 def test_runner_stops_cleanly_on_sigterm_leaving_no_processes(tmp_path):
-    env = {**os.environ, "EPITHRE_PORT": str(TritonPorts.free().http)}
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "runner", "--workdir", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        wait_http_ok(
-            f"http://127.0.0.1:{env['EPITHRE_PORT']}/health/ready", deadline_s=120, process=runner
-        )
+    with runner_process(tmp_path) as (runner, _):
         tree = process_tree(runner.pid)
         assert any(STUB in command_line(p) for p in tree)
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=60) == 0
-        assert [p for p in tree if Path(f"/proc/{p}").exists() and command_line(p)] == []
-    finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGKILL)
+        assert wait_gone(tree, deadline_s=5) == []

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 from model_repository import wire
-from runner.triton import LocalTriton, TritonPorts
+from runner.processes import wait_gone
+from runner.triton import SHM_DIR, SHM_REGION_PREFIX, LocalTriton, TritonPorts
 
 
 def _command(repository: Path) -> list[str]:
@@ -48,18 +53,35 @@ def test_stop_ends_the_stubs_of_a_tritonserver_that_already_exited(tmp_path: Pat
     orphan = int(triton.process.stdout.readline())
     triton.process.wait(timeout=10)
     triton.stop()
-    assert _ended(orphan, deadline_s=10)
+    assert wait_gone([orphan], deadline_s=10) == []
 
 
-def _ended(pid: int, *, deadline_s: float) -> bool:
-    """True once `pid` is gone or a zombie (its parent reaps it)."""
-    until = time.monotonic() + deadline_s
-    while time.monotonic() < until:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
+def test_stop_removes_the_shared_memory_of_its_stubs_and_no_other(tmp_path: Path) -> None:
+    triton = LocalTriton(tmp_path, ports=TritonPorts(), workdir=tmp_path, log_path=tmp_path / "log")
+    ours, gone_early, other = (f"{SHM_REGION_PREFIX}{uuid.uuid4()}" for _ in range(3))
+    for region in (ours, gone_early, other):
+        (SHM_DIR / region).write_bytes(b"\0")
+    stub = f"{sys.executable} -c 'import time; time.sleep(300)'"
+    # A crashed "server": two stubs, as the Python backend starts them, named with a region.
+    triton.process = subprocess.Popen(
+        ["sh", "-c", f"{stub} {ours} & {stub} {gone_early} & echo $!; sleep 300"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert triton.process.stdout is not None
+        early_stub = int(triton.process.stdout.readline())
+        until = time.monotonic() + 10
+        while len(triton.shm_regions) < 2 and time.monotonic() < until:
+            triton.note_shm_regions()  # as `ready` does, while the server serves
+        assert triton.shm_regions == {ours, gone_early}
+        os.kill(early_stub, signal.SIGKILL)
+        triton.process.kill()
+        triton.process.wait(timeout=10)
+        triton.stop()
+        assert not (SHM_DIR / ours).exists()
+        assert not (SHM_DIR / gone_early).exists()
+        assert (SHM_DIR / other).exists()
+    finally:
+        for region in (ours, gone_early, other):
+            (SHM_DIR / region).unlink(missing_ok=True)

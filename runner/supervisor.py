@@ -1,0 +1,162 @@
+"""Keep a child process group serving: restart it with backoff when it exits unexpectedly.
+
+Usage:
+    supervisor = Supervisor(LocalTriton(...), name="tritonserver")
+    supervisor.start()  # the first start, in this thread: StartFailed if it never gets ready
+    try:
+        ...
+    finally:
+        supervisor.stop()  # stops the child; no restart
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Child(Protocol):
+    """What the supervisor runs: `runner.triton.LocalTriton` is one."""
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The leader of the child's process group, set by `start`."""
+
+    def start(self) -> None:
+        """Spawn the child as the leader of a new process group."""
+
+    def ready(self) -> bool:
+        """One readiness probe."""
+
+    def stop(self) -> None:
+        """End the whole process group, also after its leader died, and remove what it left
+        behind (shared memory, sockets); called after every exit as well."""
+
+
+class StartFailed(RuntimeError):
+    """The child exited, or was not ready in time, after a start."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits before restarts: `first_s` doubling up to `max_s`; a child that served for
+    `reset_after_s` before it exited is restarted after `first_s` again."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    reset_after_s: float = 60.0
+
+    def delay_s(self, failures: int) -> float:
+        """The wait before the next start after `failures` consecutive failures (>= 1)."""
+        return min(self.max_s, self.first_s * 2 ** (failures - 1))
+
+
+def exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        child: Child,
+        *,
+        name: str,
+        backoff: Backoff = Backoff(),
+        ready_deadline_s: float = 180.0,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.child = child
+        self.name = name
+        self.backoff = backoff
+        self.ready_deadline_s = ready_deadline_s
+        self.poll_s = poll_s
+        # The waits before each restart so far, in order.
+        self.restart_delays: list[float] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the child, wait until it is ready, then watch it from a thread."""
+        try:
+            self._launch()
+        except StartFailed:
+            self.child.stop()
+            raise
+        self._thread = threading.Thread(
+            target=self._supervise, name=f"supervise {self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching, then stop the child cleanly."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.child.stop()
+
+    def _launch(self) -> None:
+        """Start the child and wait until it is ready, or until `stop` is called."""
+        self.child.start()
+        process = self.child.process
+        assert process is not None
+        until = time.monotonic() + self.ready_deadline_s
+        while not self.child.ready():
+            if process.poll() is not None:
+                raise StartFailed(f"{self._ended(process)} before it was ready")
+            if time.monotonic() > until:
+                raise StartFailed(f"{self.name} not ready after {self.ready_deadline_s:.0f} s")
+            if self._stopping.wait(self.poll_s):
+                return
+        log.info("%s (pid %d) ready", self.name, process.pid)
+
+    def _wait_exit(self) -> subprocess.Popen[bytes] | None:
+        """The child's process once it exited, or None once `stop` is called."""
+        process = self.child.process
+        assert process is not None
+        while process.poll() is None:
+            if self._stopping.wait(self.poll_s):
+                return None
+        return process
+
+    def _ended(self, process: subprocess.Popen[bytes]) -> str:
+        return f"{self.name} (pid {process.pid}) {exit_reason(process.returncode)}"
+
+    def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            ready_at = time.monotonic()
+            exited = self._wait_exit()
+            if exited is None:
+                return
+            up_s = time.monotonic() - ready_at
+            if up_s >= self.backoff.reset_after_s:
+                failures = 0
+            failure = f"{self._ended(exited)} after {up_s:.1f} s"
+            # A start that fails is one more failure: the waits keep growing.
+            while failure is not None and not self._stopping.is_set():
+                failures += 1
+                failure = self._restart(failure, delay_s=self.backoff.delay_s(failures))
+
+    def _restart(self, failure: str, *, delay_s: float) -> str | None:
+        """Clean up after `failure`, wait `delay_s` and start again; the next failure if any."""
+        log.warning("%s; restarting in %.1f s", failure, delay_s)
+        # What the child left behind goes first (a crashed tritonserver's stubs live on in its
+        # process group, its shared memory stays): a new child finds the machine clean.
+        self.child.stop()
+        self.restart_delays.append(delay_s)
+        if self._stopping.wait(delay_s):
+            return None
+        try:
+            self._launch()
+        except StartFailed as error:
+            return str(error)
+        return None
