@@ -127,9 +127,10 @@ class Traffic:
         body = orjson.dumps({"model": MODEL, "input": self.texts[:64]})
         timeout = aiohttp.ClientTimeout(total=0.2)
         async with aiohttp.ClientSession(self.base_url, timeout=timeout) as http:
+            headers = {"Content-Type": "application/json"}
             while self.now() < until:
                 try:
-                    async with http.post("/v1/embeddings", data=body) as response:
+                    async with http.post("/v1/embeddings", data=body, headers=headers) as response:
                         await response.read()
                 except TimeoutError:
                     pass
@@ -249,8 +250,12 @@ def report(result: Soak, duration_s: float) -> str:
         ("triton_rss", "tritonserver + stubs RSS MiB"),
         ("triton_fds", "tritonserver + stubs open fds"),
     ):
-        first, last, growth = _growth(result.samples, key, 120.0)
-        lines.append(f"| {name}, minute 2 -> end | {first:.0f} -> {last:.0f} ({growth:+.1f}%) |")
+        # Minute 2 of ten: after the warm-up allocations, before the steady state is judged.
+        first, last, growth = _growth(result.samples, key, 0.2 * duration_s)
+        lines.append(
+            f"| {name}, minute {0.2 * duration_s / 60:.0f} -> end | {first:.0f} -> {last:.0f} "
+            f"({growth:+.1f}%) |"
+        )
     lines += [
         "",
         "Samples every 30 s (seconds in: gateway RSS MiB/fds, tritonserver + stubs RSS MiB/fds):",
