@@ -30,6 +30,16 @@ FACTS = ModelFacts(
 MULTIMODAL = dataclasses.replace(FACTS, supports_images=True, max_image_pixels=40_000_000)
 
 
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def fake_vector(text: str, dimensions: int = FACTS.native_dimension) -> np.ndarray:
     """The fake's vector for `text`: seeded by its CRC, prefix-truncated, L2-normalized."""
     rng = np.random.default_rng(zlib.crc32(text.encode()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from gateway_fakes import FakeClock
 
 from gateway.admission import (
     MIN_ANSWERS,
@@ -14,17 +15,9 @@ from gateway.admission import (
 from gateway.errors import Overloaded
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def measured(rate: float) -> tuple[Admission, Clock]:
+def measured(rate: float) -> tuple[Admission, FakeClock]:
     """An admission that saw Triton finish `rate` tokens per busy second."""
-    clock = Clock()
+    clock = FakeClock()
     admission = Admission(admit_fraction=0.8, fair_fraction=0.5, clock=clock)
     for _ in range(MIN_ANSWERS):
         ticket = admission.admit(b"warm-up", cost=rate, deadline_s=30)
@@ -40,7 +33,7 @@ def test_nothing_measured_yet_means_the_prior_rate():
 
 
 def test_the_rate_is_measured_from_the_start_once_enough_answers_came():
-    clock = Clock()
+    clock = FakeClock()
     admission = Admission(admit_fraction=0.8, fair_fraction=0.5, clock=clock)
     for answered in range(1, MIN_ANSWERS + 1):
         ticket = admission.admit(b"k", cost=300, deadline_s=5)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from gateway_fakes import error_body, fake_tokens, serve
+from gateway_fakes import FakeClock, error_body, fake_tokens, serve
 
 from gateway import Settings
 from gateway.ratelimit import RateLimiter
@@ -11,16 +11,6 @@ from gateway.settings import SettingsError
 
 SHORT = {"model": "epithre-embed", "input": "a"}  # fake_tokens("a") == 3
 TEN_TOKENS = {"model": "epithre-embed", "input": "a b c d e f g h"}
-
-
-class FakeClock:
-    """Seconds that pass only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def bearer(key: str) -> dict[str, str]:
