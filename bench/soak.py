@@ -136,18 +136,21 @@ class Traffic:
                     pass
                 await asyncio.sleep(2.0)
 
-    async def burst(self, http) -> None:
+    async def burst(self) -> None:
+        """BURST_CLIENTS clients of their own, gone when it ends (their connections close)."""
         await asyncio.sleep(max(0.0, BURST_AT * self.duration_s - self.now()))
         until = self.now() + BURST_S
         body = orjson.dumps({"model": MODEL, "input": self.texts[:64]})
+        connector = aiohttp.TCPConnector(limit=BURST_CLIENTS)
+        async with aiohttp.ClientSession(self.base_url, connector=connector) as http:
 
-        async def client() -> None:
-            while self.now() < until:
-                status = await self.post(http, body, 64)
-                if status != 200:
-                    await asyncio.sleep(1.0)
+            async def client() -> None:
+                while self.now() < until:
+                    status = await self.post(http, body, 64)
+                    if status != 200:
+                        await asyncio.sleep(1.0)
 
-        await asyncio.gather(*(client() for _ in range(BURST_CLIENTS)))
+            await asyncio.gather(*(client() for _ in range(BURST_CLIENTS)))
 
 
 def _triton_pid(runner_pid: int) -> int | None:
@@ -204,7 +207,7 @@ async def soak(base_url: str, runner_pid: int, duration_s: float) -> Soak:
             traffic.images_loop(http, duration_s),
             traffic.bad_loop(http, duration_s),
             traffic.leaving_loop(duration_s),
-            traffic.burst(http),
+            traffic.burst(),
             _killer(runner_pid, traffic),
             _sampler(runner_pid, traffic, duration_s + 1),
         )
