@@ -46,7 +46,7 @@ class Settings:
     # EPITHRE_BODY_TIMEOUT_S: a request body must be complete within this many seconds (408
     # and the connection closed otherwise).
     body_timeout_s: float = 30.0
-    # EPITHRE_MIN_BODY_BYTES_PER_S: after its first second, a request body must arrive at least
+    # EPITHRE_MIN_BODY_BYTES_PER_S: after its first 5 seconds, a request body must arrive at least
     # this fast on average (408 and the connection closed otherwise): 10 kB/s sends 25 MB in
     # 40 min; anything slower holds a connection and a buffer for nothing.
     min_body_bytes_per_s: float = 10_000.0
