@@ -43,6 +43,18 @@ def _open_post(base_url: str) -> socket.socket:
     return connection
 
 
+def _wait_in_flight(base_url: str, count: int, deadline_s: float = 5.0) -> None:
+    """Until the gateway reports `count` requests in flight besides the scrape itself."""
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        for line in httpx.get(f"{base_url}/metrics", timeout=5).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "epithre_http_requests_in_flight" and float(value) >= count + 1:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{count} requests never in flight together")
+
+
 def _answer(connection: socket.socket) -> bytes:
     received = b""
     while chunk := connection.recv(65536):
@@ -53,19 +65,13 @@ def _answer(connection: socket.socket) -> bytes:
 def test_a_body_sent_at_one_byte_per_second_gets_408_within_the_deadline(gateway):
     connection = _open_post(gateway)
     started = time.monotonic()
-    connection.settimeout(0.05)
-    answer = b""
     try:
-        for byte in BODY:
+        # One byte a second until just before the deadline, then only listen: a byte sent after
+        # the server closed would be answered with a reset that can discard the 408 unread.
+        for byte in BODY[: BODY_TIMEOUT_S - 1]:
             connection.sendall(bytes([byte]))
-            try:
-                answer = connection.recv(65536)
-            except TimeoutError:
-                time.sleep(0.95)
-                continue
-            break
-        connection.settimeout(10)
-        answer += _answer(connection)  # the server closes the connection after its answer
+            time.sleep(1.0)
+        answer = _answer(connection)  # the server closes the connection after its answer
     finally:
         connection.close()
     elapsed = time.monotonic() - started
@@ -79,7 +85,7 @@ def test_a_body_sent_at_one_byte_per_second_gets_408_within_the_deadline(gateway
 def test_past_the_request_cap_a_request_gets_503_json_with_retry_after(gateway):
     held = [_open_post(gateway) for _ in range(CAP)]
     try:
-        time.sleep(0.3)  # both are now being served: their bodies are awaited
+        _wait_in_flight(gateway, CAP)  # both are being served: their bodies are awaited
         refused = httpx.post(f"{gateway}/v1/embeddings", content=BODY, timeout=10)
     finally:
         for connection in held:
