@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from gateway import triton
 from gateway.access_log import AccessLogMiddleware
 from gateway.admission import Admission
 from gateway.auth import APIKeys
@@ -42,7 +41,7 @@ from gateway.request_id import RequestIDMiddleware
 from gateway.routes import ENDPOINTS, METRICS_PATH
 from gateway.service import EmbeddingService
 from gateway.settings import Settings
-from gateway.triton import TritonEmbedder
+from gateway.triton import TritonEmbedder, client
 from gateway.validation import request_type
 
 logger = logging.getLogger("gateway")
@@ -89,7 +88,7 @@ def create_app(
         # One gRPC client per event loop, so it is created here and not at import or build time.
         owned = embedder is None
         active = embedder or TritonEmbedder(
-            triton.client(settings.triton_url),
+            client(settings.triton_url),
             timeout_s=settings.request_timeout_s,
             ensemble=settings.ensemble,
             image_ensemble=settings.image_ensemble,

@@ -123,6 +123,13 @@ def _parameter(config: Mapping[str, Any], key: str) -> str:
         raise ValueError(f"the config of {name} has no parameter {key!r}") from None
 
 
+def serves_images(ensemble: Mapping[str, Any]) -> bool:
+    """Whether the ensemble's `modalities` ("text" or "text,image") include images; an ensemble
+    exported before images existed has no such parameter."""
+    modalities = _parameters(ensemble).get(wire.P_MODALITIES, {}).get("string_value", "text")
+    return "image" in {m.strip() for m in modalities.split(",")}
+
+
 def parse_facts(
     ensemble: Mapping[str, Any],
     tower: Mapping[str, Any],
@@ -133,9 +140,7 @@ def parse_facts(
     The ensemble states the model; the text tower's instances say how many parts a request's
     texts go as; the image preprocess states the pixel cap the gateway applies first.
     """
-    # "text" or "text,image"; an ensemble exported before images existed has no such parameter.
-    modalities = _parameters(ensemble).get(wire.P_MODALITIES, {}).get("string_value", "text")
-    supports_images = "image" in {m.strip() for m in modalities.split(",")}
+    supports_images = serves_images(ensemble)
     groups = tower.get("config", tower).get("instance_group", [])
     return ModelFacts(
         served_model_name=_parameter(ensemble, wire.P_SERVED_MODEL_NAME),
@@ -213,8 +218,8 @@ class TritonEmbedder:
     async def facts(self) -> ModelFacts:
         ensemble = await self._config(self._ensemble)
         tower = await self._config(wire.TEXT_ENCODER)
-        images = _parameters(ensemble).get(wire.P_MODALITIES, {}).get("string_value", "")
-        image_preprocess = await self._config(wire.IMAGE_PREPROCESS) if "image" in images else None
+        images = serves_images(ensemble)
+        image_preprocess = await self._config(wire.IMAGE_PREPROCESS) if images else None
         return parse_facts(ensemble, tower, image_preprocess)
 
     async def _infer(
