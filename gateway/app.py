@@ -20,6 +20,7 @@ from gateway.admission import Admission
 from gateway.auth import APIKeys
 from gateway.body import BodyLimits
 from gateway.breaker import CircuitBreaker
+from gateway.channel import client, reopen_every
 from gateway.concurrency import ConcurrencyLimitMiddleware
 from gateway.disconnect import ClientDisconnected, handle_disconnect
 from gateway.embedder import Embedder, ModelFacts
@@ -41,7 +42,7 @@ from gateway.request_id import RequestIDMiddleware
 from gateway.routes import ENDPOINTS, METRICS_PATH
 from gateway.service import EmbeddingService
 from gateway.settings import Settings
-from gateway.triton import TritonEmbedder, client
+from gateway.triton import TritonEmbedder
 from gateway.validation import request_type
 
 logger = logging.getLogger("gateway")
@@ -130,8 +131,22 @@ def create_app(
                     settings.metrics_port, addr=settings.host, registry=metrics.registry
                 )
                 logger.info("metrics on %s:%d", settings.host, settings.metrics_port)
+            reopening = None
+            if owned and settings.triton_reopen_s:
+                reopening = asyncio.create_task(
+                    reopen_every(
+                        active,
+                        target=settings.triton_url,
+                        interval_s=settings.triton_reopen_s,
+                        grace_s=settings.request_timeout_s,
+                    )
+                )
             logger.info("serving %s (%s)", facts.served_model_name, facts.fingerprint)
             yield
+            if reopening is not None:
+                reopening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reopening
             if metrics_server is not None:
                 metrics_server.shutdown()
             await breaker.close()

@@ -31,8 +31,13 @@ class Settings:
     Usage: `Settings.from_env()` or `Settings(api_keys=("k",))` in tests.
     """
 
-    # EPITHRE_TRITON_URL: host:port of Triton's gRPC endpoint.
+    # EPITHRE_TRITON_URL: Triton's gRPC endpoints as any gRPC target: host:port, a list such as
+    # ipv4:10.0.0.1:8001,10.0.0.2:8001, or dns:///triton-headless:8001; calls go round-robin
+    # over the connected ones.
     triton_url: str = "127.0.0.1:8001"
+    # EPITHRE_TRITON_REOPEN_S: seconds between reopenings of the channel, which resolve a DNS
+    # target again, so that Tritons added by a scale-up get traffic; 0 = never.
+    triton_reopen_s: float = 60.0
     # EPITHRE_HOST: address uvicorn binds to.
     host: str = "127.0.0.1"
     # EPITHRE_PORT: port uvicorn listens on.
@@ -168,6 +173,7 @@ def _fraction(raw: str) -> float:
 
 _CASTS: dict[str, Callable[[str], Any]] = {
     "triton_url": str,
+    "triton_reopen_s": _non_negative_float,
     "host": str,
     "port": int,
     "metrics_port": _non_negative_int,

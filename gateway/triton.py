@@ -5,6 +5,7 @@ Every name it sends or reads is the wire contract's (`model_repository/wire.py`)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, InferInput, InferRequestedOutput
+from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
@@ -34,6 +35,9 @@ logger = logging.getLogger("gateway")
 PROBE_TIMEOUT_S = 2.0
 # The share of a call's deadline it may spend in a tower's queue.
 QUEUE_SHARE = 0.8
+# Tries of a call whose Triton vanished under it (connection refused, reset or silent): each goes
+# to another connected Triton of the round_robin channel. Overload answers are never retried.
+TRANSPORT_TRIES = 3
 # The reason of a refused image reaches the client, so only its first line and 200 characters.
 REASON_CHARS = 200
 # Triton answers both kinds of overload UNAVAILABLE; only the message tells them from a dead server.
@@ -155,28 +159,6 @@ def parse_facts(
     )
 
 
-# tritonclient's own channel options, which `channel_args` replaces, plus the keepalive of
-# wire.py: a ping every second, calls in flight or not, and a connection whose ping is not
-# answered within a second given up, so a stopped or vanished Triton fails the calls in flight
-# in about two seconds. Reconnects back off at most a second: a Triton back after a minute is
-# used at once.
-CHANNEL_ARGS = (
-    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
-    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
-    ("grpc.keepalive_time_ms", wire.KEEPALIVE_TIME_MS),
-    ("grpc.keepalive_timeout_ms", wire.KEEPALIVE_TIMEOUT_MS),
-    ("grpc.http2.ping_timeout_ms", wire.KEEPALIVE_TIMEOUT_MS),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_reconnect_backoff_ms", 1_000),
-)
-
-
-def client(url: str) -> InferenceServerClient:
-    """The one gRPC client of an event loop, with CHANNEL_ARGS."""
-    return InferenceServerClient(url, channel_args=list(CHANNEL_ARGS))
-
-
 def _input(tensor: wire.Tensor, rows: np.ndarray) -> InferInput:
     """One wire tensor of `len(rows)` rows, each `[value]`."""
     infer_input = InferInput(tensor.name, [len(rows), 1], tensor.dtype)
@@ -191,7 +173,7 @@ def _strings(values: Sequence[str | bytes]) -> np.ndarray:
 class TritonEmbedder:
     """Embeds through the ensembles on Triton, one Triton request per call.
 
-    Usage: `embedder = TritonEmbedder(client("127.0.0.1:8001"), timeout_s=30)`
+    Usage: `embedder = TritonEmbedder(gateway.channel.client("127.0.0.1:8001"), timeout_s=30)`
     """
 
     def __init__(
@@ -222,20 +204,40 @@ class TritonEmbedder:
         image_preprocess = await self._config(wire.IMAGE_PREPROCESS) if images else None
         return parse_facts(ensemble, tower, image_preprocess)
 
+    def swap_client(self, new: InferenceServerClient) -> InferenceServerClient:
+        """Send later calls through `new` (gateway/channel.py reopens the channel); return the
+        client used until now, which the caller closes once its calls are done."""
+        old, self._client = self._client, new
+        return old
+
     async def _infer(
         self, model: str, inputs: list[InferInput], outputs: list, options: EmbedOptions
     ):
+        """One Triton call within the options' deadline, tried again on another Triton while
+        the one it went to vanished (embeddings are idempotent)."""
+        loop = asyncio.get_running_loop()
         timeout_s = options.timeout_s or self._timeout_s
-        with map_triton_errors():
-            return await self._client.infer(
-                model,
-                inputs,
-                outputs=outputs,
-                client_timeout=timeout_s,
-                # Work still queued this late would not finish in time: Triton drops it (an
-                # overload answer, 429) rather than compute it for a caller about to get 504.
-                timeout=int(timeout_s * QUEUE_SHARE * 1_000_000),
-            )
+        deadline = loop.time() + timeout_s
+        tries = 1
+        while True:
+            try:
+                with map_triton_errors():
+                    return await self._client.infer(
+                        model,
+                        inputs,
+                        outputs=outputs,
+                        client_timeout=timeout_s,
+                        # Work still queued this late would not finish in time: Triton drops it
+                        # (an overload answer, 429) rather than compute it for a caller about to
+                        # get 504.
+                        timeout=int(timeout_s * QUEUE_SHARE * 1_000_000),
+                    )
+            except BackendUnavailable:
+                if tries == TRANSPORT_TRIES:
+                    raise
+                tries += 1
+                timeout_s = deadline - loop.time()
+                logger.warning("triton call to %s failed in transport; trying another", model)
 
     def _dimensions(self, rows: int, options: EmbedOptions) -> InferInput:
         return _input(wire.DIMENSIONS, np.full(rows, options.dimensions, dtype=np.int32))

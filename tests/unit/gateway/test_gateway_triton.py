@@ -23,7 +23,6 @@ from gateway.errors import (
     TokenLimitExceeded,
 )
 from gateway.triton import (
-    CHANNEL_ARGS,
     PROBE_TIMEOUT_S,
     QUEUE_SHARE,
     STATUS_ERRORS,
@@ -396,13 +395,47 @@ def test_real_client_past_its_deadline_is_504():
             asyncio.run(_facts_from(f"127.0.0.1:{port}", timeout_s=0.3))
 
 
-def test_the_channel_keeps_tritonclient_s_message_sizes_and_adds_a_fast_keepalive():
-    options = dict(CHANNEL_ARGS)
-    assert options["grpc.max_send_message_length"] == 2**31 - 1
-    assert options["grpc.max_receive_message_length"] == 2**31 - 1
-    # grpcio waits for a ping's ack for http2.ping_timeout_ms, not keepalive_timeout_ms.
-    assert options["grpc.http2.ping_timeout_ms"] == options["grpc.keepalive_timeout_ms"] == 1000
-    assert (options["grpc.keepalive_time_ms"], options["grpc.keepalive_permit_without_calls"]) == (
-        1000,
-        1,
-    )
+class VanishingClient(StubClient):
+    """Fails its first infer calls with the given (status, message), then answers."""
+
+    def __init__(self, *failures: tuple[str, str]) -> None:
+        super().__init__()
+        self.failures = list(failures)
+
+    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout):
+        if self.failures:
+            status, message = self.failures.pop(0)
+            self.calls.append({"failed": message, "timeout": client_timeout})
+            raise InferenceServerException(msg=message, status=status)
+        return await super().infer(
+            model_name, inputs, outputs=outputs, client_timeout=client_timeout, timeout=timeout
+        )
+
+
+SOCKET_CLOSED = ("StatusCode.UNAVAILABLE", "Socket closed")
+QUEUE_FULL = ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size")
+
+
+def test_a_call_whose_triton_vanished_is_tried_again_within_its_deadline():
+    client = VanishingClient(SOCKET_CLOSED, SOCKET_CLOSED)
+    embedder = TritonEmbedder(client, timeout_s=30.0)  # type: ignore[arg-type]
+    result = asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions()))
+    assert [call.get("failed") for call in client.calls] == ["Socket closed"] * 2 + [None]
+    assert result.vectors.shape == (1, 4)
+    assert 29.0 < client.calls[-1]["timeout"] < 30.0
+
+
+def test_a_call_fails_503_after_three_tries_in_transport():
+    client = VanishingClient(SOCKET_CLOSED, SOCKET_CLOSED, SOCKET_CLOSED)
+    embedder = TritonEmbedder(client, timeout_s=30.0)  # type: ignore[arg-type]
+    with pytest.raises(BackendUnavailable):
+        asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions()))
+    assert len(client.calls) == 3
+
+
+def test_an_overload_answer_is_never_tried_again():
+    client = VanishingClient(QUEUE_FULL)
+    embedder = TritonEmbedder(client, timeout_s=30.0)  # type: ignore[arg-type]
+    with pytest.raises(BackendBusy):
+        asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions()))
+    assert len(client.calls) == 1
