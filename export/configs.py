@@ -33,10 +33,12 @@ PYTHON_TOWER_TUNING = {
 }
 
 
+# What embed_postprocess answers, in both ensembles: the vectors and the build that made them.
+POSTPROCESS_OUTPUTS = (wire.EMBEDDING, wire.FINGERPRINT)
 # What text_preprocess reads and hands on besides the token features: the ensemble's text
-# tensors less DIMENSIONS and EMBEDDING, which only embed_postprocess reads and writes.
+# tensors less DIMENSIONS and POSTPROCESS_OUTPUTS, which only embed_postprocess reads and writes.
 TEXT_PREPROCESS_INPUTS = tuple(t for t in wire.TEXT_INPUTS if t != wire.DIMENSIONS)
-TEXT_PREPROCESS_OUTPUTS = tuple(t for t in wire.TEXT_OUTPUTS if t != wire.EMBEDDING)
+TEXT_PREPROCESS_OUTPUTS = tuple(t for t in wire.TEXT_OUTPUTS if t not in POSTPROCESS_OUTPUTS)
 
 
 def _tensor(message_type, t: wire.Tensor):
@@ -188,12 +190,12 @@ def _postprocess_inputs(text: TextFacts) -> list[wire.Tensor]:
     return [text.encoder_output, *tensors.token_features([wire.POOLING_MASK]), wire.DIMENSIONS]
 
 
-def embed_postprocess(text: TextFacts) -> mc.ModelConfig:
+def embed_postprocess(text: TextFacts, served: ServedFacts) -> mc.ModelConfig:
     config = _batched(
         wire.POSTPROCESS,
         backend="python",
         inputs=_postprocess_inputs(text),
-        outputs=[wire.EMBEDDING],
+        outputs=list(POSTPROCESS_OUTPUTS),
         queue_delay_us=None,  # see NO_BATCHER
     )
     return _parameters(
@@ -202,6 +204,8 @@ def embed_postprocess(text: TextFacts) -> mc.ModelConfig:
             wire.P_NATIVE_DIMENSION: text.dimension,
             wire.P_POOLING: text.pooling,
             wire.P_POOL_TOKENS: wire.flag(not text.pooled_in_graph),
+            # The same fingerprint embed_text states: each answer names the build that computed it.
+            wire.P_FINGERPRINT: served.fingerprint,
         },
     )
 
@@ -247,7 +251,7 @@ def embed_text(text: TextFacts, served: ServedFacts) -> mc.ModelConfig:
                 _same(preprocess_outputs),
             ),
             (wire.TEXT_ENCODER, _same(text.encoder_inputs), _same((encoded,))),
-            (wire.POSTPROCESS, postprocess_inputs, _same((wire.EMBEDDING.name,))),
+            (wire.POSTPROCESS, postprocess_inputs, _same(t.name for t in POSTPROCESS_OUTPUTS)),
         ],
     )
     return _parameters(
@@ -275,7 +279,7 @@ def embed_image() -> mc.ModelConfig:
         steps=[
             (wire.IMAGE_PREPROCESS, _same((wire.IMAGE.name,)), _same((wire.PIXEL_VALUES,))),
             (wire.IMAGE_ENCODER, _same((wire.PIXEL_VALUES,)), _same((wire.IMAGE_EMBEDDING,))),
-            (wire.POSTPROCESS, postprocess_inputs, _same((wire.EMBEDDING.name,))),
+            (wire.POSTPROCESS, postprocess_inputs, _same(t.name for t in POSTPROCESS_OUTPUTS)),
         ],
     )
 

@@ -148,7 +148,7 @@ def export_repository(
     production = configs.text_encoder(text, backend="onnxruntime")
     production.default_model_filename = text_variant.production_file
     _write(repository, production, PRODUCTION_CONFIG)
-    _write(repository, configs.embed_postprocess(text))
+    _write(repository, configs.embed_postprocess(text, served))
     _write(repository, configs.embed_text(text, served))
     if image is not None:
         _write(repository, configs.image_preprocess(image))

@@ -73,11 +73,15 @@ IMAGE = Tensor("IMAGE", "BYTES")  # one encoded image file
 EMBEDDING = Tensor("EMBEDDING", "FP32", (-1,))  # L2-normalized
 TOKENS = Tensor("TOKENS", "INT32")  # tokens fed to the encoder, special and instruction included
 TRUNCATED = Tensor("TRUNCATED", "BOOL")  # cut at the model's token limit
+# The fingerprint of the build that computed the answer, the same on every row. Two Tritons behind
+# one gateway can serve different exports under one name during a rolling upgrade, and Triton
+# 24.10's Python backend has no response parameters: so each answer names its build in a tensor.
+FINGERPRINT = Tensor("FINGERPRINT", "BYTES")
 
 TEXT_INPUTS = (TEXT, INSTRUCTION, TRUNCATE, DIMENSIONS)
-TEXT_OUTPUTS = (EMBEDDING, TOKENS, TRUNCATED)
+TEXT_OUTPUTS = (EMBEDDING, TOKENS, TRUNCATED, FINGERPRINT)
 IMAGE_INPUTS = (IMAGE, DIMENSIONS)
-IMAGE_OUTPUTS = (EMBEDDING,)
+IMAGE_OUTPUTS = (EMBEDDING, FINGERPRINT)
 
 NATIVE_DIMENSIONS = 0
 TRUNCATE_END, TRUNCATE_START, TRUNCATE_NONE = "END", "START", "NONE"
@@ -122,7 +126,8 @@ P_LENGTH_INPUT = "length_input"
 # also applies from the image header before anything reaches Triton.
 P_PROCESSOR = "processor"
 P_MAX_PIXELS = "max_pixels"
-# embed_postprocess (also P_NATIVE_DIMENSION): "true" when it pools token states itself.
+# embed_postprocess (also P_NATIVE_DIMENSION, and P_FINGERPRINT: the build it names in every
+# answer's FINGERPRINT). P_POOL_TOKENS is "true" when it pools token states itself.
 P_POOLING = "pooling"
 P_POOL_TOKENS = "pool_tokens"
 

@@ -97,7 +97,23 @@ def test_ensemble_carries_the_model_facts(exported):
         "modalities": "text",
     }
     assert [i.name for i in config.input] == ["TEXT", "INSTRUCTION", "TRUNCATE", "DIMENSIONS"]
-    assert [o.name for o in config.output] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
+    assert [o.name for o in config.output] == ["EMBEDDING", "TOKENS", "TRUNCATED", "FINGERPRINT"]
+
+
+def test_the_postprocess_names_the_build_in_every_answer(exported):
+    repo, report = exported
+    postprocess = _config(repo / "embed_postprocess" / "config.pbtxt")
+    assert postprocess.parameters["fingerprint"].string_value == report["fingerprint"]
+    assert [(o.name, o.data_type, list(o.dims)) for o in postprocess.output] == [
+        ("EMBEDDING", mc.TYPE_FP32, [-1]),
+        ("FINGERPRINT", mc.TYPE_STRING, [1]),
+    ]
+    ensemble = _config(repo / "embed_text" / "config.pbtxt")
+    last = ensemble.ensemble_scheduling.step[-1]
+    assert (last.model_name, dict(last.output_map)) == (
+        "embed_postprocess",
+        {"EMBEDDING": "EMBEDDING", "FINGERPRINT": "FINGERPRINT"},
+    )
 
 
 def test_cls_pooling_is_read_from_the_pooling_config(tmp_path):

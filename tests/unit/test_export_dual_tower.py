@@ -42,6 +42,7 @@ def test_image_tower_configs_take_pixels_and_share_the_text_dimension(exported):
         assert list(config.output[0].dims) == [report["native_dimension"]]
     ensemble = _config(repo / "embed_image" / "config.pbtxt")
     assert [i.name for i in ensemble.input] == ["IMAGE", "DIMENSIONS"]
+    assert [o.name for o in ensemble.output] == ["EMBEDDING", "FINGERPRINT"]
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
         "image_preprocess",
         "image_encoder",

@@ -65,7 +65,7 @@ def _exported_configs() -> Iterator[mc.ModelConfig]:
             )
             yield configs.text_preprocess(text)
             yield from (configs.text_encoder(text, backend=b) for b in ("python", "onnxruntime"))
-            yield configs.embed_postprocess(text)
+            yield configs.embed_postprocess(text, served)
             yield configs.embed_text(text, served)
             if "image" in modalities:
                 yield configs.image_preprocess(image)
@@ -275,7 +275,8 @@ def test_the_ensembles_speak_the_tensors_of_the_architecture():
             ("EMBEDDING", "FP32", (-1,)),
             ("TOKENS", "INT32", (1,)),
             ("TRUNCATED", "BOOL", (1,)),
+            ("FINGERPRINT", "BYTES", (1,)),
         ],
         "image in": [("IMAGE", "BYTES", (1,)), ("DIMENSIONS", "INT32", (1,))],
-        "image out": [("EMBEDDING", "FP32", (-1,))],
+        "image out": [("EMBEDDING", "FP32", (-1,)), ("FINGERPRINT", "BYTES", (1,))],
     }

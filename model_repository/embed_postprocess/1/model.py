@@ -1,12 +1,14 @@
 """Triton shell around vectors.py: pooling (when the graph does not pool), Matryoshka, L2.
 
-Shared by the text and the image ensembles, so both modalities are cut and scaled alike.
+Shared by the text and the image ensembles, so both modalities are cut and scaled alike, and
+both name the build that computed them (FINGERPRINT) in every answer.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 import wire
 from vectors import pool, truncate_and_normalize
@@ -22,6 +24,7 @@ class TritonPythonModel:
         params = {key: value["string_value"] for key, value in config["parameters"].items()}
         self.pooling = params[wire.P_POOLING]
         self.pools = params[wire.P_POOL_TOKENS] == wire.TRUE
+        self.fingerprint = params[wire.P_FINGERPRINT].encode()
 
     def execute(self, requests: list) -> list:
         return [self._one(request) for request in requests]
@@ -42,5 +45,9 @@ class TritonPythonModel:
         except ValueError as error:
             invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
             return pb_utils.InferenceResponse(error=invalid)
-        tensor = pb_utils.Tensor(wire.EMBEDDING.name, vectors)
-        return pb_utils.InferenceResponse(output_tensors=[tensor])
+        build = np.full((len(vectors), 1), self.fingerprint, dtype=np.object_)
+        tensors = [
+            pb_utils.Tensor(wire.EMBEDDING.name, vectors),
+            pb_utils.Tensor(wire.FINGERPRINT.name, build),
+        ]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
