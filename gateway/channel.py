@@ -85,7 +85,7 @@ async def reopen_every(
                 ready = await new.is_server_ready(client_timeout=WARM_UP_TIMEOUT_S)
             except InferenceServerException as exc:
                 ready = False
-                logger.warning("reopening the channel to %s failed: %r", target, exc)
+                logger.warning("reopening the channel to %s failed: %s", target, exc.message())
             if not ready:
                 await new.close()
                 continue
