@@ -72,7 +72,8 @@ def create_app(
 ) -> Starlette:
     """Build the gateway; an injected `embedder` (a fake in unit tests) replaces Triton.
 
-    `clock` times the rate limits and admission; unit tests pass a fake one to step through time.
+    `clock` times the rate limits, admission and the builds seen; unit tests pass a fake one to
+    step through time.
 
     Usage: `uvicorn.run(create_app(Settings.from_env()))`
     """
@@ -124,6 +125,7 @@ def create_app(
                 admission=admission,
                 breaker=breaker,
                 metrics=metrics,
+                clock=clock,
             )
             metrics_server = None
             if settings.metrics_port:

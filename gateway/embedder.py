@@ -18,7 +18,7 @@ class ModelFacts:
     served_model_name: str
     native_dimension: int
     max_tokens: int
-    fingerprint: str
+    fingerprint: str  # of the build whose configs were read; each answer names its own build
     supports_images: bool = False
     # The image preprocess's bomb guard, which the gateway applies from the header first.
     max_image_pixels: int = 0
@@ -43,6 +43,15 @@ class TextEmbeddings:
     vectors: np.ndarray  # float32 [n, d], L2-normalized
     tokens: np.ndarray  # int [n], tokens fed to the encoder per text
     truncated: np.ndarray  # bool [n], cut at the model's token limit
+    build: str  # the fingerprint of the export that computed the answer
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """One backend answer for one image."""
+
+    vector: np.ndarray  # float32 [d], L2-normalized
+    build: str  # the fingerprint of the export that computed the answer
 
 
 class Embedder(Protocol):
@@ -54,8 +63,8 @@ class Embedder(Protocol):
         """Texts as one backend request; a per-item error names the row in `texts`."""
         ...
 
-    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
-        """One encoded image file -> its L2-normalized float32 [d] vector."""
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> ImageEmbedding:
+        """One encoded image file as one backend request."""
         ...
 
     async def probe(self) -> None:

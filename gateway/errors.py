@@ -232,6 +232,19 @@ class BackendUnavailable(RetryLater):
     description = "The model backend is unreachable or cannot embed."
 
 
+class ModelUpgrading(RetryLater):
+    """The parts of one request kept coming back from different builds of the model: two exports
+    are served under one name (a rolling upgrade), and one response never mixes their vectors."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "model_upgrading"
+    description = (
+        "Two builds of the model are being served (a rolling upgrade) and the request's parts "
+        "kept coming back from different ones."
+    )
+
+
 class Draining(RetryLater):
     """The gateway received SIGTERM and is finishing its in-flight requests."""
 

@@ -89,6 +89,12 @@ class Metrics:
             "Estimated tokens Triton finishes per second while it has work (last 10 s)",
             registry=self.registry,
         )
+        self.build_retries = Counter(
+            "epithre_build_mismatch_retries",
+            "Parts of embedding requests (a group of texts or an image) sent again because they "
+            "came back from another build of the model than the rest of the request",
+            registry=self.registry,
+        )
         self.circuit_open = Gauge(
             "epithre_circuit_open",
             "1 while the circuit to Triton is open (requests answered 503 at once)",

@@ -193,3 +193,10 @@ class ModelList(_Output):
 
 class Status(_Output):
     status: str
+    builds: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Readiness only: the fingerprints of the builds that answered within the last "
+            "minute, in the order first seen; two during a rolling upgrade."
+        ),
+    )

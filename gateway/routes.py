@@ -29,6 +29,7 @@ from gateway.errors import (
     InvalidRequest,
     ItemTooLarge,
     ModelNotFound,
+    ModelUpgrading,
     Overloaded,
     RateLimited,
     RequestTimeout,
@@ -81,20 +82,24 @@ async def embeddings(request: Request) -> Response:
             result, encoding_format=body.encoding_format, model=state.facts.served_model_name
         ),
         media_type=JSON,
-        # Two builds can share a served name; the fingerprint says which one made these vectors.
-        headers={FINGERPRINT_HEADER: state.facts.fingerprint, **limit_headers},
+        # Two builds can share a served name; the fingerprint says which one made these vectors
+        # (during a rolling upgrade, not always the one this gateway read at start-up).
+        headers={FINGERPRINT_HEADER: result.build, **limit_headers},
     )
 
 
 async def models(request: Request) -> Response:
     state = request.app.state
     state.api_keys.check(request.headers)
+    # The build of the latest answer: once an upgrade is done, the one now served, not the one
+    # this gateway found at start-up. Each embeddings response names its own in its header.
+    fingerprint = state.service.builds.latest or state.facts.fingerprint
     model = Model(
         id=state.facts.served_model_name,
         object="model",
         created=0,
         owned_by="epithre",
-        fingerprint=state.facts.fingerprint,
+        fingerprint=fingerprint,
     )
     return _json(ModelList(object="list", data=[model]))
 
@@ -113,19 +118,20 @@ async def ready(request: Request) -> Response:
         return error_response(BackendUnavailable("the model backend is unavailable"), request)
     # Busy is not unready: an answer within the last moments proves the whole path, and a probe
     # would only queue behind the backlog.
+    answer = Status(status="ready", builds=service.builds.recent())
     if service.admission.answered_within(RECENT_ANSWER_S):
-        return _json(Status(status="ready"))
+        return _json(answer)
     # Triton's own health can stay green with a dead Python stub; only a real embedding proves it.
     try:
         await state.embedder.probe()
     except BackendBusy:
-        return _json(Status(status="ready"))  # a full queue answered: Triton is alive
+        return _json(answer)  # a full queue answered: Triton is alive
     except Exception as exc:
         logger.warning("readiness probe failed: %r", exc)
         if isinstance(exc, (BackendUnavailable, BackendTimeout)):
             service.breaker.failed(at_once=True)
         return error_response(BackendUnavailable("the model backend is not ready"), request)
-    return _json(Status(status="ready"))
+    return _json(answer)
 
 
 async def metrics(request: Request) -> Response:
@@ -177,6 +183,7 @@ ENDPOINTS = (
             APIError,
             BackendError,
             BackendUnavailable,
+            ModelUpgrading,
             GatewayBusy,
             BackendTimeout,
         ),
@@ -207,7 +214,7 @@ ENDPOINTS = (
         ready,
         operation_id="ready",
         summary="Readiness: the backend embeds a probe",
-        answer="Ready for traffic.",
+        answer="Ready for traffic; `builds` names the builds of the model seen answering lately.",
         response=Status,
         errors=(Draining, BackendUnavailable),
         authenticated=False,

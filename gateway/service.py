@@ -5,32 +5,58 @@ once while the circuit to Triton is open (gateway/breaker.py). Its texts go to t
 request per text-tower instance, dealt by length so that the instances finish together; each
 image goes as its own request; all are in flight at once, with the request's deadline. Rows come
 back into input order here, and only here.
+
+A response never mixes vectors of two builds of the model (gateway/builds.py): the parts that came
+back from another build than the majority's are sent again, at most BUILD_RETRIES times within
+the deadline, then the request is answered 503 (ModelUpgrading). While two builds are being
+served, a request's texts go as one part, so that only its images can differ.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import cast
 
 import numpy as np
 
 from gateway.admission import IMAGE_TOKENS, Admission, text_cost
 from gateway.breaker import CircuitBreaker
-from gateway.embedder import Embedder, EmbedOptions, TextEmbeddings
-from gateway.errors import BackendBusy, BackendTimeout, BackendUnavailable, ItemError, Overloaded
+from gateway.builds import RecentBuilds, majority
+from gateway.embedder import Embedder, EmbedOptions, ImageEmbedding, TextEmbeddings
+from gateway.errors import (
+    BackendBusy,
+    BackendTimeout,
+    BackendUnavailable,
+    ItemError,
+    ModelUpgrading,
+    Overloaded,
+)
 from gateway.metrics import Metrics
 from gateway.protocol import EmbeddingRequest, ItemType
+
+# How many times the parts of a request that came back from another build are sent again. A
+# round_robin channel over an old and a new Triton sends a part to the other build about half the
+# time, so an odd part is still odd after three retries about once in eight.
+BUILD_RETRIES = 3
+
+Part = TextEmbeddings | ImageEmbedding
+# One part of a request (a group of its texts, or one image) sent with the given options.
+PartCall = Callable[[EmbedOptions], Awaitable[Part]]
 
 
 @dataclass(frozen=True)
 class Embeddings:
-    """The answer to one request, rows in input order."""
+    """The answer to one request, rows in input order, all computed by one build."""
 
     vectors: np.ndarray  # float32 [n, dimensions], L2-normalized
     types: list[ItemType]
     truncated: list[bool]  # cut at the character or the token limit
     prompt_tokens: int
+    build: str  # the fingerprint of the export that computed every row
 
     @property
     def image_count(self) -> int:
@@ -76,6 +102,7 @@ class EmbeddingService:
         admission: Admission,
         breaker: CircuitBreaker,
         metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._embedder = embedder
         self._text_parts = text_parts
@@ -84,6 +111,8 @@ class EmbeddingService:
         self.admission = admission
         self.breaker = breaker
         self._metrics = metrics
+        self._clock = clock
+        self.builds = RecentBuilds(clock=clock)
 
     async def embed(self, request: EmbeddingRequest, *, caller: bytes) -> Embeddings:
         """Admit, embed and reassemble; 429 when it could not finish, 503 while Triton is out."""
@@ -110,6 +139,11 @@ class EmbeddingService:
             self._metrics.rejected.labels("backend_busy").inc()
             retry = self.admission.retry_after(caller, cost=cost, deadline_s=self._deadline_s)
             raise BackendBusy(busy.message, retry_after=retry) from busy
+        except ModelUpgrading:
+            # Every part was answered, by two builds: Triton is well and its time was spent.
+            ticket.release(done=True)
+            self.breaker.succeeded()
+            raise
         except BaseException:  # item errors, a client that left: Triton is fine
             ticket.release(done=False)
             raise
@@ -118,6 +152,7 @@ class EmbeddingService:
         return result
 
     async def _embed(self, request: EmbeddingRequest) -> Embeddings:
+        started = self._clock()
         options = EmbedOptions(
             dimensions=request.dimensions,
             instruction=request.instruction,
@@ -126,25 +161,62 @@ class EmbeddingService:
         )
         texts_at, images_at = request.text_positions, request.image_positions
         texts = [request.input[i] for i in texts_at]
-        groups = [[texts_at[i] for i in g] for g in length_groups(texts, self._text_parts)]
-        jobs = [self._texts(request, positions, options) for positions in groups]
-        jobs += [self._image(request, position, options) for position in images_at]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        _raise_first(results, groups=len(groups))
+        # While two builds are served, a request's texts go as one part: split, they could come
+        # back from two builds, and one group would be computed again.
+        parts = 1 if self.builds.mixed else self._text_parts
+        groups = [[texts_at[i] for i in g] for g in length_groups(texts, parts)]
+        calls: list[PartCall] = [partial(self._texts, request, positions) for positions in groups]
+        calls += [partial(self._image, request, position) for position in images_at]
+        results = await self._of_one_build(calls, options, started=started, groups=len(groups))
         vectors = np.empty((len(request.input), request.dimensions), dtype=np.float32)
         tokens = np.zeros(len(request.input), dtype=np.int64)
         truncated = np.array(request.char_truncated, dtype=bool)
-        for positions, part in zip(groups, results, strict=False):
+        # The first parts are the groups of texts, the others the images, as `calls` lists them.
+        text_parts = cast(list[TextEmbeddings], results[: len(groups)])
+        image_parts = cast(list[ImageEmbedding], results[len(groups) :])
+        for positions, part in zip(groups, text_parts, strict=True):
             vectors[positions], tokens[positions] = part.vectors, part.tokens
             truncated[positions] |= part.truncated
-        for position, vector in zip(images_at, results[len(groups) :], strict=True):
-            vectors[position] = vector
+        for position, image in zip(images_at, image_parts, strict=True):
+            vectors[position] = image.vector
         return Embeddings(
             vectors=vectors,
             types=["image" if isinstance(item, bytes) else "text" for item in request.input],
             truncated=truncated.tolist(),
             prompt_tokens=int(tokens.sum()),
+            build=results[0].build,
         )
+
+    async def _of_one_build(
+        self, calls: list[PartCall], options: EmbedOptions, *, started: float, groups: int
+    ) -> list[Part]:
+        """Every part's answer, all from one build: the one most parts came back from, or on a
+        tie the first part's. The others are sent again, at most BUILD_RETRIES times and within
+        the request's deadline; ModelUpgrading when they still come back from another build."""
+        answers = await asyncio.gather(*(call(options) for call in calls), return_exceptions=True)
+        parts = _answered(answers, groups=groups)
+        sent, retries = range(len(parts)), 0
+        while True:
+            for i in sent:
+                self.builds.saw(parts[i].build)
+            build = majority([part.build for part in parts])
+            odd = [i for i, part in enumerate(parts) if part.build != build]
+            if not odd:
+                return parts
+            remaining_s = self._deadline_s - (self._clock() - started)
+            if retries == BUILD_RETRIES or remaining_s <= 0:
+                raise ModelUpgrading(
+                    "the model is being upgraded and parts of this request kept coming back "
+                    "from different builds; retry shortly"
+                )
+            retries += 1
+            self._metrics.build_retries.inc(len(odd))
+            again = replace(options, timeout_s=remaining_s)
+            answers = await asyncio.gather(*(calls[i](again) for i in odd), return_exceptions=True)
+            merged: list[Part | BaseException] = list(parts)
+            for i, answer in zip(odd, answers, strict=True):
+                merged[i] = answer
+            parts, sent = _answered(merged, groups=groups), odd
 
     async def _texts(
         self, request: EmbeddingRequest, positions: list[int], options: EmbedOptions
@@ -157,15 +229,16 @@ class EmbeddingService:
 
     async def _image(
         self, request: EmbeddingRequest, position: int, options: EmbedOptions
-    ) -> np.ndarray:
+    ) -> ImageEmbedding:
         try:
             return await self._embedder.embed_image(request.input[position], options)
         except ItemError as error:
             raise error.at([position]) from None
 
 
-def _raise_first(results: list, *, groups: int) -> None:
-    """Errors surface in a fixed order, never by timing: texts before images, then by position."""
+def _answered(results: Sequence[Part | BaseException], *, groups: int) -> list[Part]:
+    """The parts' answers, or the first failure raised. Failures surface in a fixed order, never
+    by timing: texts (the first `groups` parts) before images, then by position."""
     failures = [
         ((index >= groups, result.item if isinstance(result, ItemError) else -1, index), result)
         for index, result in enumerate(results)
@@ -173,3 +246,4 @@ def _raise_first(results: list, *, groups: int) -> None:
     ]
     if failures:
         raise min(failures, key=lambda failure: failure[0])[1]
+    return [result for result in results if not isinstance(result, BaseException)]

@@ -17,7 +17,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from gateway.embedder import EmbedOptions, ModelFacts, TextEmbeddings
+from gateway.embedder import EmbedOptions, ImageEmbedding, ModelFacts, TextEmbeddings
 from gateway.errors import (
     APIError,
     BackendBusy,
@@ -255,12 +255,17 @@ class TritonEmbedder:
             vectors=np.ascontiguousarray(result.as_numpy(wire.EMBEDDING.name), dtype=np.float32),
             tokens=result.as_numpy(wire.TOKENS.name).reshape(n),
             truncated=result.as_numpy(wire.TRUNCATED.name).reshape(n).astype(bool),
+            # One Triton computed the whole answer: every row names the same build.
+            build=result.as_numpy(wire.FINGERPRINT.name).reshape(-1)[0].decode(),
         )
 
-    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> ImageEmbedding:
         inputs = [_input(wire.IMAGE, _strings([image])), self._dimensions(1, options)]
         result = await self._infer(self._image_ensemble, inputs, self._image_outputs, options)
-        return np.asarray(result.as_numpy(wire.EMBEDDING.name)[0], dtype=np.float32)
+        return ImageEmbedding(
+            vector=np.asarray(result.as_numpy(wire.EMBEDDING.name)[0], dtype=np.float32),
+            build=result.as_numpy(wire.FINGERPRINT.name).reshape(-1)[0].decode(),
+        )
 
     async def probe(self) -> None:
         await self.embed_texts(["probe"], EmbedOptions(timeout_s=PROBE_TIMEOUT_S))

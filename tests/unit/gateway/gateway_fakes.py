@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from gateway import ModelFacts, Settings, TextEmbeddings, create_app
-from gateway.embedder import EmbedOptions
+from gateway.embedder import EmbedOptions, ImageEmbedding
 from gateway.triton import map_triton_errors
 from model_repository import wire
 
@@ -40,9 +40,12 @@ class FakeClock:
         return self.now
 
 
-def fake_vector(text: str, dimensions: int = FACTS.native_dimension) -> np.ndarray:
-    """The fake's vector for `text`: seeded by its CRC, prefix-truncated, L2-normalized."""
-    rng = np.random.default_rng(zlib.crc32(text.encode()))
+def fake_vector(
+    text: str, dimensions: int = FACTS.native_dimension, *, build: str = FACTS.fingerprint
+) -> np.ndarray:
+    """The fake's vector for `text` from `build`: seeded by their CRC (so two builds give two
+    vectors), prefix-truncated, L2-normalized."""
+    rng = np.random.default_rng(zlib.crc32(f"{build}:{text}".encode()))
     vector = rng.standard_normal(FACTS.native_dimension).astype(np.float32)[:dimensions]
     return vector / np.linalg.norm(vector)
 
@@ -53,7 +56,11 @@ def fake_tokens(text: str) -> int:
 
 @dataclass
 class FakeEmbedder:
-    """Records every call; `error` is raised by embed_texts, `probe_error` by probe."""
+    """Records every call; `error` is raised by embed_texts, `probe_error` by probe.
+
+    Each answer names the next build of `builds`, in the order the calls come, then the facts'
+    fingerprint once `builds` is spent.
+    """
 
     facts_value: ModelFacts = FACTS
     error: Exception | None = None
@@ -61,6 +68,7 @@ class FakeEmbedder:
     probe_error: Exception | None = None
     facts_errors: list[Exception] = field(default_factory=list)
     token_truncated: set[int] = field(default_factory=set)
+    builds: list[str] = field(default_factory=list)
     calls: list[dict] = field(default_factory=list)
     closed: bool = False
 
@@ -80,17 +88,25 @@ class FakeEmbedder:
         )
         if self.error is not None:
             raise self.error
+        build = self._next_build()
         return TextEmbeddings(
-            vectors=np.stack([fake_vector(t, options.dimensions) for t in texts]),
+            vectors=np.stack([fake_vector(t, options.dimensions, build=build) for t in texts]),
             tokens=np.array([fake_tokens(t) for t in texts], dtype=np.int32),
             truncated=np.array([i in self.token_truncated for i in range(len(texts))]),
+            build=build,
         )
 
-    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> ImageEmbedding:
         self.calls.append({"image": image, "dimensions": options.dimensions})
         if self.image_error is not None:
             raise self.image_error
-        return fake_vector(image.hex(), options.dimensions)
+        build = self._next_build()
+        return ImageEmbedding(
+            vector=fake_vector(image.hex(), options.dimensions, build=build), build=build
+        )
+
+    def _next_build(self) -> str:
+        return self.builds.pop(0) if self.builds else self.facts_value.fingerprint
 
     async def probe(self) -> None:
         if self.probe_error is not None:

@@ -260,21 +260,23 @@ def test_two_builds_with_one_name_differ_by_fingerprint():
     ]
 
 
-def test_embeddings_carry_the_fingerprint_header():
-    with serve() as (client, _):
+def test_embeddings_carry_the_fingerprint_of_the_build_that_answered_in_a_header():
+    # Not the fingerprint read at start-up ("f" * 64): another build answered this one.
+    with serve(FakeEmbedder(builds=["c" * 64])) as (client, _):
         response = client.post("/v1/embeddings", json={"model": "epithre-embed", "input": "a"})
-    assert response.headers["x-model-fingerprint"] == "f" * 64
+    assert response.headers["x-model-fingerprint"] == "c" * 64
 
 
 def test_live_is_200_without_asking_the_model():
     with serve(FakeEmbedder(probe_error=RuntimeError("down"))) as (client, _):
-        assert client.get("/health/live").json() == {"status": "live"}
+        assert client.get("/health/live").json() == {"status": "live", "builds": []}
 
 
 def test_ready_is_200_when_the_probe_embeds():
     with serve() as (client, _):
         response = client.get("/health/ready")
-    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+    # No embedding answered yet, so no build has been seen.
+    assert (response.status_code, response.json()) == (200, {"status": "ready", "builds": []})
 
 
 def test_ready_is_503_json_when_the_probe_fails():

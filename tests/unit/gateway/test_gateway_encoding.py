@@ -20,6 +20,7 @@ def rendered(vectors: np.ndarray, encoding_format: str, **fields: object) -> byt
         types=fields.get("types", ["text"] * n),
         truncated=fields.get("truncated", [False] * n),
         prompt_tokens=fields.get("prompt_tokens", 0),
+        build="b1",
     )
     return render_embeddings(result, encoding_format=encoding_format, model="epithre-embed")
 

@@ -11,7 +11,7 @@ from gateway_fakes import FACTS, MULTIMODAL
 
 from gateway.admission import Admission
 from gateway.breaker import CircuitBreaker
-from gateway.embedder import EmbedOptions, TextEmbeddings
+from gateway.embedder import EmbedOptions, ImageEmbedding, TextEmbeddings
 from gateway.errors import BackendUnavailable, ImageRejected, TokenLimitExceeded
 from gateway.metrics import Metrics
 from gateway.protocol import Limits
@@ -40,15 +40,17 @@ class LengthEmbedder:
             vectors=np.array([[len(t)] * options.dimensions for t in texts], dtype=np.float32),
             tokens=np.array([3 * len(t) for t in texts]),
             truncated=np.array([len(t) > 6 for t in texts]),
+            build="b1",
         )
 
     async def probe(self) -> None:
         pass
 
-    async def embed_image(self, image: bytes, options: EmbedOptions) -> np.ndarray:
+    async def embed_image(self, image: bytes, options: EmbedOptions) -> ImageEmbedding:
         if image in self.bad_images:
             raise ImageRejected("cannot identify image file", item=0)
-        return np.full(options.dimensions, -1.0, dtype=np.float32)
+        vector = np.full(options.dimensions, -1.0, dtype=np.float32)
+        return ImageEmbedding(vector=vector, build="b1")
 
 
 def request(*items, facts=MULTIMODAL, **fields):

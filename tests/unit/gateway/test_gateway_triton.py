@@ -277,6 +277,7 @@ class StubClient:
                 "EMBEDDING": np.ones((n, 4), dtype=np.float32) / 2,
                 "TOKENS": np.array([[5]] * n, dtype=np.int32),
                 "TRUNCATED": np.array([[False], [True]][:n]),
+                "FINGERPRINT": np.array([[b"b1"]] * n, dtype=np.object_),
             }
         )
 
@@ -295,7 +296,7 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
         30.0,
         30_000_000 * QUEUE_SHARE,
     )
-    assert call["outputs"] == ["EMBEDDING", "TOKENS", "TRUNCATED"]
+    assert call["outputs"] == ["EMBEDDING", "TOKENS", "TRUNCATED", "FINGERPRINT"]
     tensors = {t.name(): t for t in call["inputs"]}
     assert {n: (t.datatype(), list(t.shape())) for n, t in tensors.items()} == {
         "TEXT": ("BYTES", [2, 1]),
@@ -312,18 +313,19 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
     assert np.frombuffer(tensors["DIMENSIONS"]._get_content(), dtype=np.int32).tolist() == [4, 4]
     assert result.vectors.dtype == np.float32 and result.vectors.shape == (2, 4)
     assert result.tokens.tolist() == [5, 5] and result.truncated.tolist() == [False, True]
+    assert result.build == "b1"
 
 
 def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
     client = StubClient()
     embedder = TritonEmbedder(client, timeout_s=30.0, image_ensemble="embed_img_v2")  # type: ignore[arg-type]
     image = b"\x89PNG\r\n\x1a\n\x00\xff"
-    vector = asyncio.run(embedder.embed_image(image, EmbedOptions(dimensions=16)))
+    answer = asyncio.run(embedder.embed_image(image, EmbedOptions(dimensions=16)))
     (call,) = client.calls
     assert (call["model"], call["timeout"], call["outputs"]) == (
         "embed_img_v2",
         30.0,
-        ["EMBEDDING"],
+        ["EMBEDDING", "FINGERPRINT"],
     )
     tensors = {t.name(): t for t in call["inputs"]}
     assert {n: (t.datatype(), list(t.shape())) for n, t in tensors.items()} == {
@@ -332,7 +334,9 @@ def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
     }
     assert list(deserialize_bytes_tensor(tensors["IMAGE"]._get_content())) == [image]
     assert np.frombuffer(tensors["DIMENSIONS"]._get_content(), dtype=np.int32).tolist() == [16]
+    vector = answer.vector
     assert (vector.dtype, vector.shape, vector.tolist()) == (np.float32, (4,), [0.5] * 4)
+    assert answer.build == "b1"
 
 
 def test_probe_embeds_one_text_with_its_short_deadline():
