@@ -7,9 +7,10 @@ image goes as its own request; all are in flight at once, with the request's dea
 back into input order here, and only here.
 
 A response never mixes vectors of two builds of the model (gateway/builds.py): the parts that came
-back from another build than the majority's are sent again, at most BUILD_RETRIES times within
-the deadline, then the request is answered 503 (ModelUpgrading). While two builds are being
-served, a request's texts go as one part, so that only its images can differ.
+back from another build than the majority's are sent again, RETRY_COPIES copies at once, at most
+BUILD_RETRIES times within the deadline, then the request is answered 503 (ModelUpgrading).
+While two builds are being served, a request's texts go as one part, so that only its images can
+differ.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ from gateway.errors import (
 from gateway.metrics import Metrics
 from gateway.protocol import EmbeddingRequest, ItemType
 
-# How many times the parts of a request that came back from another build are sent again. A
-# round_robin channel over an old and a new Triton sends a part to the other build about half the
-# time, so an odd part is still odd after three retries about once in eight.
+# How many times the parts of a request that came back from another build are sent again, and
+# in how many copies at once. A round_robin channel gives consecutive calls to different Tritons,
+# so a request's text and image, sent together, nearly always reach different builds during an
+# upgrade. Sent again alone, a part met the other build again about half the time: of 500
+# requests to two builds (tests/integration/test_mixed_builds.py), 59 were refused after three
+# retries. Two copies sent together reach two Tritons, one of each build: none was refused.
 BUILD_RETRIES = 3
+RETRY_COPIES = 2
 
 Part = TextEmbeddings | ImageEmbedding
 # One part of a request (a group of its texts, or one image) sent with the given options.
@@ -191,32 +196,40 @@ class EmbeddingService:
         self, calls: list[PartCall], options: EmbedOptions, *, started: float, groups: int
     ) -> list[Part]:
         """Every part's answer, all from one build: the one most parts came back from, or on a
-        tie the first part's. The others are sent again, at most BUILD_RETRIES times and within
-        the request's deadline; ModelUpgrading when they still come back from another build."""
-        answers = await asyncio.gather(*(call(options) for call in calls), return_exceptions=True)
-        parts = _answered(answers, groups=groups)
-        sent, retries = range(len(parts)), 0
-        while True:
-            for i in sent:
-                self.builds.saw(parts[i].build)
+        tie the first part's. The others are sent again, RETRY_COPIES copies each, at most
+        BUILD_RETRIES times and within the request's deadline; ModelUpgrading when they still
+        come back from another build."""
+        parts = _answered(await self._send(calls, options), groups=groups)
+        for retry in range(BUILD_RETRIES + 1):
             build = majority([part.build for part in parts])
             odd = [i for i, part in enumerate(parts) if part.build != build]
             if not odd:
                 return parts
             remaining_s = self._deadline_s - (self._clock() - started)
-            if retries == BUILD_RETRIES or remaining_s <= 0:
-                raise ModelUpgrading(
-                    "the model is being upgraded and parts of this request kept coming back "
-                    "from different builds; retry shortly"
-                )
-            retries += 1
-            self._metrics.build_retries.inc(len(odd))
-            again = replace(options, timeout_s=remaining_s)
-            answers = await asyncio.gather(*(calls[i](again) for i in odd), return_exceptions=True)
+            if retry == BUILD_RETRIES or remaining_s <= 0:
+                break
+            copies = [calls[i] for i in odd for _ in range(RETRY_COPIES)]
+            self._metrics.build_retries.inc(len(copies))
+            answers = await self._send(copies, replace(options, timeout_s=remaining_s))
             merged: list[Part | BaseException] = list(parts)
-            for i, answer in zip(odd, answers, strict=True):
-                merged[i] = answer
-            parts, sent = _answered(merged, groups=groups), odd
+            for n, i in enumerate(odd):
+                merged[i] = _preferred(answers[n * RETRY_COPIES : (n + 1) * RETRY_COPIES], build)
+            parts = _answered(merged, groups=groups)
+        raise ModelUpgrading(
+            "the model is being upgraded and parts of this request kept coming back from "
+            "different builds; retry shortly"
+        )
+
+    async def _send(
+        self, calls: list[PartCall], options: EmbedOptions
+    ) -> list[Part | BaseException]:
+        """The calls' answers or failures, all in flight at once; the builds that answered are
+        noted."""
+        answers = await asyncio.gather(*(call(options) for call in calls), return_exceptions=True)
+        for answer in answers:
+            if not isinstance(answer, BaseException):
+                self.builds.saw(answer.build)
+        return answers
 
     async def _texts(
         self, request: EmbeddingRequest, positions: list[int], options: EmbedOptions
@@ -234,6 +247,12 @@ class EmbeddingService:
             return await self._embedder.embed_image(request.input[position], options)
         except ItemError as error:
             raise error.at([position]) from None
+
+
+def _preferred(copies: Sequence[Part | BaseException], build: str) -> Part | BaseException:
+    """Of the copies of one part, an answer from `build`, else another answer, else a failure."""
+    answers = [copy for copy in copies if not isinstance(copy, BaseException)]
+    return next((a for a in answers if a.build == build), answers[0] if answers else copies[0])
 
 
 def _answered(results: Sequence[Part | BaseException], *, groups: int) -> list[Part]:

@@ -58,8 +58,8 @@ def fake_tokens(text: str) -> int:
 class FakeEmbedder:
     """Records every call; `error` is raised by embed_texts, `probe_error` by probe.
 
-    Each answer names the next build of `builds`, in the order the calls come, then the facts'
-    fingerprint once `builds` is spent.
+    Each answer names the next build of `builds`, in the order the calls come (an exception there
+    is raised instead), then the facts' fingerprint once `builds` is spent.
     """
 
     facts_value: ModelFacts = FACTS
@@ -68,7 +68,7 @@ class FakeEmbedder:
     probe_error: Exception | None = None
     facts_errors: list[Exception] = field(default_factory=list)
     token_truncated: set[int] = field(default_factory=set)
-    builds: list[str] = field(default_factory=list)
+    builds: list[str | Exception] = field(default_factory=list)
     calls: list[dict] = field(default_factory=list)
     closed: bool = False
 
@@ -106,7 +106,10 @@ class FakeEmbedder:
         )
 
     def _next_build(self) -> str:
-        return self.builds.pop(0) if self.builds else self.facts_value.fingerprint
+        build = self.builds.pop(0) if self.builds else self.facts_value.fingerprint
+        if isinstance(build, Exception):
+            raise build
+        return build
 
     async def probe(self) -> None:
         if self.probe_error is not None:

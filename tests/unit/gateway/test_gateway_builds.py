@@ -18,6 +18,7 @@ from gateway_fakes import (
 
 from gateway.builds import RecentBuilds, majority
 from gateway.embedder import EmbedOptions, ImageEmbedding
+from gateway.errors import BackendUnavailable
 
 OLD, NEW = "0" * 64, "1" * 64
 PNG = encoded_image()
@@ -54,8 +55,9 @@ def test_a_build_unseen_for_the_window_is_forgotten():
 
 
 def test_an_image_from_another_build_is_sent_again_and_the_response_is_of_one_build():
-    # The text answers from OLD, the image from NEW, then again from OLD.
-    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD, NEW, OLD])
+    # The text answers from OLD and the image from NEW; of its two copies sent again, the second
+    # answers from OLD.
+    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD, NEW, NEW, OLD])
     with serve(embedder) as (client, _):
         response = post(client, ["teks", IMAGE])
         metrics = client.get("/metrics").text
@@ -63,12 +65,20 @@ def test_an_image_from_another_build_is_sent_again_and_the_response_is_of_one_bu
     assert response.headers["x-model-fingerprint"] == OLD
     expected = [fake_vector("teks", build=OLD), fake_vector(PNG.hex(), build=OLD)]
     np.testing.assert_array_equal(vectors(response), np.stack(expected))
-    assert image_calls(embedder) == 2
-    assert "epithre_build_mismatch_retries_total 1.0" in metrics
+    assert image_calls(embedder) == 3
+    assert "epithre_build_mismatch_retries_total 2.0" in metrics
+
+
+def test_a_copy_sent_again_that_fails_is_not_an_error_when_the_other_answers():
+    down = BackendUnavailable("the model backend is unavailable")
+    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD, NEW, down, OLD])
+    with serve(embedder) as (client, _):
+        response = post(client, ["teks", IMAGE])
+    assert (response.status_code, response.headers["x-model-fingerprint"]) == (200, OLD)
 
 
 def test_parts_that_keep_coming_back_from_another_build_are_503_with_retry_after():
-    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD] + [NEW] * 4)
+    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD] + [NEW] * 7)
     with serve(embedder) as (client, _):
         response = post(client, ["teks", IMAGE])
         metrics = client.get("/metrics").text
@@ -80,8 +90,8 @@ def test_parts_that_keep_coming_back_from_another_build_are_503_with_retry_after
         param=None,
         code="model_upgrading",
     )
-    assert image_calls(embedder) == 4  # sent once, then three retries
-    assert "epithre_build_mismatch_retries_total 3.0" in metrics
+    assert image_calls(embedder) == 7  # sent once, then three times two copies
+    assert "epithre_build_mismatch_retries_total 6.0" in metrics
 
 
 @dataclasses.dataclass
@@ -99,11 +109,12 @@ class SlowImages(FakeEmbedder):
 
 
 def test_a_part_is_sent_again_with_what_is_left_of_the_request_s_deadline():
-    embedder = SlowImages(facts_value=MULTIMODAL, builds=[OLD, NEW, NEW, OLD], image_s=10)
+    builds: list[str | Exception] = [OLD, NEW, NEW, NEW, NEW, OLD]
+    embedder = SlowImages(facts_value=MULTIMODAL, builds=builds, image_s=5)
     with serve(embedder, clock=embedder.clock, request_timeout_s=30) as (client, _):
         response = post(client, ["teks", IMAGE])
     assert response.status_code == 200
-    assert embedder.image_timeouts == [30, 20, 10]
+    assert embedder.image_timeouts == [30, 25, 25, 15, 15]
 
 
 def test_no_part_is_sent_again_past_the_request_s_deadline():
@@ -118,7 +129,7 @@ def test_once_two_builds_answered_a_request_s_texts_go_as_one_part_until_the_win
     clock = FakeClock()
     facts = dataclasses.replace(MULTIMODAL, text_tower_instances=2)
     # The first request's two parts answer from two builds; the second part is sent again.
-    embedder = FakeEmbedder(facts_value=facts, builds=[OLD, NEW, OLD])
+    embedder = FakeEmbedder(facts_value=facts, builds=[OLD, NEW, OLD, NEW])
     texts = ["a", "bb", "ccc", "dddd"]
     with serve(embedder, clock=clock) as (client, _):
         parts = []
@@ -128,7 +139,7 @@ def test_once_two_builds_answered_a_request_s_texts_go_as_one_part_until_the_win
             assert post(client, texts).status_code == 200
             parts.append([call["texts"] for call in embedder.calls])
     assert parts == [
-        [["a", "ccc"], ["bb", "dddd"], ["bb", "dddd"]],
+        [["a", "ccc"], ["bb", "dddd"], ["bb", "dddd"], ["bb", "dddd"]],
         [texts],
         [["a", "ccc"], ["bb", "dddd"]],
     ]
@@ -136,7 +147,7 @@ def test_once_two_builds_answered_a_request_s_texts_go_as_one_part_until_the_win
 
 def test_ready_lists_the_builds_that_answered_within_the_window():
     clock = FakeClock()
-    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD, NEW, OLD])
+    embedder = FakeEmbedder(facts_value=MULTIMODAL, builds=[OLD, NEW, OLD, NEW])
     with serve(embedder, clock=clock) as (client, _):
         post(client, ["teks", IMAGE])
         seen = client.get("/health/ready").json()
