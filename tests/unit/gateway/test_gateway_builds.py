@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import httpx
 import numpy as np
 from gateway_fakes import (
     MULTIMODAL,
@@ -15,6 +16,7 @@ from gateway_fakes import (
     fake_vector,
     serve,
 )
+from starlette.testclient import TestClient
 
 from gateway.builds import RecentBuilds, majority
 from gateway.embedder import EmbedOptions, ImageEmbedding
@@ -25,11 +27,11 @@ PNG = encoded_image()
 IMAGE = {"type": "image", "image": b64(PNG)}
 
 
-def post(client, items: list) -> object:
+def post(client: TestClient, items: list) -> httpx.Response:
     return client.post("/v1/embeddings", json={"model": "epithre-embed", "input": items})
 
 
-def vectors(response) -> np.ndarray:
+def vectors(response: httpx.Response) -> np.ndarray:
     return np.array([d["embedding"] for d in response.json()["data"]], dtype=np.float32)
 
 
