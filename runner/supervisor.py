@@ -1,10 +1,12 @@
-"""Keep a child process group serving: restart it with backoff when it exits unexpectedly.
+"""Keep a child process group serving: restart it with backoff whenever it exits on its own.
 
 Usage:
     supervisor = Supervisor(LocalTriton(...), name="tritonserver")
     supervisor.start()  # the first start, in this thread: StartFailed if it never gets ready
     try:
-        ...
+        killed = supervisor.pid
+        os.kill(killed, signal.SIGKILL)
+        supervisor.wait_replaced(killed, deadline_s=60)  # the pid of the new child, once ready
     finally:
         supervisor.stop()  # stops the child; no restart
 """
@@ -17,13 +19,13 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 
 class Child(Protocol):
-    """What the supervisor runs: `runner.triton.LocalTriton` is one."""
+    """What the supervisor runs: LocalTriton, LocalGateway, LocalHaproxy, LocalPrometheus."""
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -38,6 +40,9 @@ class Child(Protocol):
     def stop(self) -> None:
         """End the whole process group, also after its leader died, and remove what it left
         behind (shared memory, sockets); called after every exit as well."""
+
+
+C = TypeVar("C", bound=Child)
 
 
 class StartFailed(RuntimeError):
@@ -64,10 +69,10 @@ def exit_reason(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-class Supervisor:
+class Supervisor(Generic[C]):
     def __init__(
         self,
-        child: Child,
+        child: C,
         *,
         name: str,
         backoff: Backoff = Backoff(),
@@ -81,27 +86,57 @@ class Supervisor:
         self.poll_s = poll_s
         # The waits before each restart so far, in order.
         self.restart_delays: list[float] = []
+        # The pid of every start that got ready, in order; notified on `_served`.
+        self.ready_pids: list[int] = []
+        self._served = threading.Condition()
         self._stopping = threading.Event()
+        # Held by `start` until it has launched: `stop` from another thread (Ctrl-C while a
+        # cluster starts its children side by side) waits for it instead of missing a child
+        # that `start` spawns after `stop` looked.
+        self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    @property
+    def pid(self) -> int:
+        """The pid of the child started last (it may have exited since)."""
+        process = self.child.process
+        assert process is not None, f"{self.name} was never started"
+        return process.pid
+
     def start(self) -> None:
-        """Start the child, wait until it is ready, then watch it from a thread."""
-        try:
-            self._launch()
-        except StartFailed:
-            self.child.stop()
-            raise
-        self._thread = threading.Thread(
-            target=self._supervise, name=f"supervise {self.name}", daemon=True
-        )
-        self._thread.start()
+        """Start the child, wait until it is ready, then watch it from a thread.
+
+        Does nothing once `stop` was called."""
+        with self._starting:
+            if self._stopping.is_set():
+                return
+            try:
+                self._launch()
+            except StartFailed:
+                self.child.stop()
+                raise
+            self._thread = threading.Thread(
+                target=self._supervise, name=f"supervise {self.name}", daemon=True
+            )
+            self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching, then stop the child cleanly."""
+        """Stop watching, then stop the child cleanly; also while `start` waits for it."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
+        with self._starting:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
         self.child.stop()
+
+    def wait_replaced(self, pid: int, *, deadline_s: float) -> int:
+        """The pid of a child other than `pid` once it is ready; TimeoutError at the deadline."""
+        with self._served:
+            if not self._served.wait_for(
+                lambda: bool(self.ready_pids) and self.ready_pids[-1] != pid, timeout=deadline_s
+            ):
+                raise TimeoutError(f"{self.name}: no child but {pid} ready after {deadline_s} s")
+            return self.ready_pids[-1]
 
     def _launch(self) -> None:
         """Start the child and wait until it is ready, or until `stop` is called."""
@@ -117,6 +152,9 @@ class Supervisor:
             if self._stopping.wait(self.poll_s):
                 return
         log.info("%s (pid %d) ready", self.name, process.pid)
+        with self._served:
+            self.ready_pids.append(process.pid)
+            self._served.notify_all()
 
     def _wait_exit(self) -> subprocess.Popen[bytes] | None:
         """The child's process once it exited, or None once `stop` is called."""

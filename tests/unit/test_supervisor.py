@@ -4,6 +4,7 @@ its process group, as tritonserver leaves its Python stubs."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
@@ -132,3 +133,61 @@ def test_a_restart_that_never_gets_ready_counts_as_a_failure(supervise) -> None:
 def test_the_backoff_doubles_from_first_to_max() -> None:
     backoff = Backoff(first_s=1, max_s=30)
     assert [backoff.delay_s(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_wait_replaced_gives_the_pid_of_the_restarted_child_once_ready(supervise) -> None:
+    child = FakeChild([300])
+    supervisor = supervise(child)
+    first = supervisor.pid
+    assert supervisor.ready_pids == [first]
+    assert child.process is not None
+    child.process.kill()
+    second = supervisor.wait_replaced(first, deadline_s=10)
+    assert second != first
+    assert second == supervisor.pid == child.process.pid
+    assert supervisor.ready_pids == [first, second]
+
+
+def test_wait_replaced_times_out_while_the_same_child_serves(supervise) -> None:
+    supervisor = supervise(FakeChild([300]))
+    with pytest.raises(TimeoutError, match=f"no child but {supervisor.pid} ready"):
+        supervisor.wait_replaced(supervisor.pid, deadline_s=0.2)
+
+
+class GatedChild(FakeChild):
+    """Its start waits for `gate` before it spawns anything."""
+
+    def __init__(self, lives_s: list[float]) -> None:
+        super().__init__(lives_s)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def start(self) -> None:
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        super().start()
+
+
+def test_stop_while_another_thread_starts_the_child_ends_it_once_spawned() -> None:
+    child = GatedChild([300])
+    supervisor = Supervisor(child, name="fake", backoff=FAST, poll_s=0.02)
+    starting = threading.Thread(target=supervisor.start)
+    starting.start()
+    assert child.entered.wait(timeout=5)
+    stopping = threading.Thread(target=supervisor.stop)
+    stopping.start()
+    time.sleep(0.1)  # stop has begun before the child is spawned
+    child.gate.set()
+    starting.join(timeout=10)
+    stopping.join(timeout=10)
+    assert not starting.is_alive() and not stopping.is_alive()
+    assert child.process is not None and child.process.returncode == -15
+    assert wait_gone(child.grandchildren, deadline_s=5) == []
+
+
+def test_a_start_after_stop_starts_nothing() -> None:
+    child = FakeChild([300])
+    supervisor = Supervisor(child, name="fake", backoff=FAST, poll_s=0.02)
+    supervisor.stop()
+    supervisor.start()
+    assert child.started_at == []
