@@ -17,11 +17,10 @@ from pathlib import Path
 
 import httpx
 
+from runner.gateway import LocalGateway
+from runner.paths import DEFAULT_REPOSITORY, ROOT
 from runner.processes import process_tree
 from runner.triton import LocalTriton, TritonPorts, free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REPOSITORY = ROOT / "model_repository"
 
 
 @dataclass(frozen=True)
@@ -47,23 +46,14 @@ def wait_http_ok(url: str, *, deadline_s: float, process: subprocess.Popen[bytes
 
 @contextmanager
 def gateway_process(grpc_url: str, **settings: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "EPITHRE_TRITON_URL": grpc_url,
-        "EPITHRE_HOST": "127.0.0.1",
-        "EPITHRE_PORT": str(port),
-        **settings,
-    }
-    process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=ROOT)
-    base_url = f"http://127.0.0.1:{port}"
+    gateway = LocalGateway(grpc_url, port=free_port(), settings=settings)
+    gateway.start()
     try:
-        wait_http_ok(f"{base_url}/health/ready", deadline_s=60, process=process)
-        yield process, base_url
+        assert gateway.process is not None
+        wait_http_ok(gateway.ready_url, deadline_s=60, process=gateway.process)
+        yield gateway.process, gateway.base_url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+        gateway.stop()
 
 
 @contextmanager
