@@ -5,9 +5,6 @@ loads its rules. One stack, its gateway serving /metrics on EPITHRE_METRICS_PORT
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
+from runner.prometheus import BINARY, LocalPrometheus, poll_api
 from runner.stack import Stack, running_stack
 from runner.triton import free_port
 from tests.promql import (
-    PROMETHEUS,
     alert_rules,
     exposed_names,
     expressions,
@@ -30,7 +26,6 @@ from tests.promql import (
 pytestmark = pytest.mark.integration
 
 MODEL = "epithre-embed"
-PROMETHEUS_BIN = shutil.which("prometheus")
 # Series Prometheus itself writes for every target it scrapes.
 SCRAPE_SERIES = frozenset(
     {
@@ -100,62 +95,24 @@ def test_every_metric_in_the_alerts_and_the_dashboard_is_exported(observed: Obse
 @pytest.fixture
 def prometheus(observed: Observed, tmp_path: Path) -> Iterator[str]:
     """Debian's prometheus with the deployment's config, its jobs pointed at the test stack."""
-    if PROMETHEUS_BIN is None:
+    if BINARY is None:
         pytest.skip("prometheus is missing (Debian package `prometheus`; `make install`)")
-    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     targets = {
-        "gateway": f"127.0.0.1:{observed.metrics_port}",
-        "triton": f"127.0.0.1:{observed.stack.triton.ports.metrics}",
+        "gateway": [f"127.0.0.1:{observed.metrics_port}"],
+        "triton": [f"127.0.0.1:{observed.stack.triton.ports.metrics}"],
     }
-    assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(PROMETHEUS / name) for name in config["rule_files"]]
-    config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
-
-    port = free_port()
-    log_path = tmp_path / "prometheus.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS_BIN,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    prometheus = LocalPrometheus(targets, port=free_port(), workdir=tmp_path)
+    prometheus.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield prometheus.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.returncode not in (0, -15):
-        pytest.fail(f"prometheus exited with {process.returncode}:\n{log_path.read_text()}")
-
-
-def _poll(url: str, path: str, done: Any, **params: str) -> Any:
-    """The `data` of a Prometheus API answer once `done(data)` holds, or the last one at the
-    deadline (None when the server never answered)."""
-    data = None
-    until = time.monotonic() + DEADLINE_S
-    while time.monotonic() < until:
-        try:
-            data = httpx.get(f"{url}{path}", params=params, timeout=5).json()["data"]
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass  # not listening yet, or answering 503 while it starts
-        else:
-            if done(data):
-                break
-        time.sleep(0.25)
-    return data
+        prometheus.stop()
+    assert prometheus.process is not None
+    if prometheus.process.returncode not in (0, -15):
+        pytest.fail(
+            f"prometheus exited with {prometheus.process.returncode}:\n"
+            f"{prometheus.log_path.read_text()}"
+        )
 
 
 def _up(data: dict[str, Any] | None) -> dict[str, str]:
@@ -167,16 +124,21 @@ def _rules(data: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 def test_prometheus_scrapes_both_jobs_and_evaluates_every_alert(prometheus: str):
-    up = _poll(
-        prometheus, "/api/v1/query", lambda d: _up(d) == {"gateway": "1", "triton": "1"}, query="up"
+    up = poll_api(
+        prometheus,
+        "/api/v1/query",
+        lambda d: _up(d) == {"gateway": "1", "triton": "1"},
+        deadline_s=DEADLINE_S,
+        query="up",
     )
     assert _up(up) == {"gateway": "1", "triton": "1"}
 
     rules = _rules(
-        _poll(
+        poll_api(
             prometheus,
             "/api/v1/rules",
-            lambda d: _rules(d) and all(r["health"] == "ok" for r in _rules(d).values()),
+            lambda d: bool(_rules(d)) and all(r["health"] == "ok" for r in _rules(d).values()),
+            deadline_s=DEADLINE_S,
         )
     )
     assert sorted(rules) == sorted(rule["alert"] for rule in alert_rules())
