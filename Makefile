@@ -12,19 +12,23 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-packages export train-demo serve test bench soak lint deploy clean
+.PHONY: install system-packages export train-demo serve cluster test bench soak lint deploy clean
 
 install: $(VENV)/.installed
 
 # libpython3.11: the Triton Python stub links it; docker-compose: validates docker-compose.yml;
-# prometheus: its promtool tests the alert rules, and the server scrapes a test stack.
+# prometheus: its promtool tests the alert rules, and the server scrapes a test stack; haproxy:
+# the load balancer of `make cluster`; redis-server: the store shared by gateway replicas.
+# Their packages may start system services where an init system runs: the tests start their
+# own instances on free ports, never those. haproxy lives in /usr/sbin, off some users' PATH.
 system-packages:
 	@if ! ldconfig -p | grep -q 'libpython3.11.so.1.0' || ! command -v docker-compose >/dev/null \
-		|| ! command -v promtool >/dev/null; then \
+		|| ! command -v promtool >/dev/null || ! PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null \
+		|| ! command -v redis-server >/dev/null; then \
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpython3.11 docker-compose && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			prometheus; \
+			prometheus haproxy redis-server; \
 	fi
 
 $(VENV)/.installed: requirements/*.txt | system-packages
@@ -54,6 +58,11 @@ train-demo: $(VENV)/.installed
 
 serve: $(REPOSITORY)/embed_text/config.pbtxt
 	$(BIN)/python -m runner --model-repository $(REPOSITORY)
+
+# The production topology on one machine: HAProxy on :8000 in front of two gateways, each with a
+# channel to two tritonservers, Prometheus on :9090; every process supervised (runner/cluster.py).
+cluster: $(REPOSITORY)/embed_text/config.pbtxt
+	$(BIN)/python -m runner.cluster --model-repository $(REPOSITORY)
 
 test: $(REPOSITORY)/embed_text/config.pbtxt
 	$(BIN)/ruff check .
