@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = shutil.which("docker-compose")
 DUMMY_KEY = "test-key-not-a-secret"
+# The Triton replicas: one service each, both also named `triton` on the network.
+TRITONS = ("triton-1", "triton-2")
 
 needs_compose = pytest.mark.skipif(
     COMPOSE is None,
@@ -30,8 +32,9 @@ needs_compose = pytest.mark.skipif(
 )
 
 
-def _compose_config(api_keys: str | None) -> subprocess.CompletedProcess[str]:
+def _compose_config(api_keys: str | None, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "EPITHRE_API_KEYS"}
+    env.update(variables)
     if api_keys is not None:
         env["EPITHRE_API_KEYS"] = api_keys
     assert COMPOSE is not None
@@ -82,7 +85,7 @@ def _healthcheck_command(service: dict[str, Any]) -> str:
 
 @needs_compose
 def test_compose_file_validates_with_docker_compose_1_29(config: dict[str, Any]) -> None:
-    assert set(config["services"]) == {"triton", "gateway", "prometheus"}
+    assert set(config["services"]) == {*TRITONS, "gateway", "prometheus"}
 
 
 @needs_compose
@@ -97,10 +100,12 @@ def test_compose_refuses_to_render_without_api_keys(value: str | None) -> None:
 
 
 @needs_compose
+@pytest.mark.parametrize("triton", TRITONS)
 def test_triton_is_built_from_the_pinned_tritonserver_24_10_py3_image(
+    triton: str,
     services: dict[str, Any],
 ) -> None:
-    build = services["triton"]["build"]
+    build = services[triton]["build"]
     dockerfile = Path(build["context"]) / build["dockerfile"]
     assert dockerfile.resolve() == DEPLOY / "triton.Dockerfile"
     bases = [args for inst, args in _dockerfile_instructions(dockerfile) if inst == "FROM"]
@@ -120,21 +125,41 @@ def test_triton_image_installs_pinned_python_backend_dependencies() -> None:
     assert "onnxruntime" not in runs
 
 
-@needs_compose
-def test_triton_reserves_an_nvidia_gpu(services: dict[str, Any]) -> None:
-    devices = services["triton"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(
-        d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d["count"] in (1, "all")
-        for d in devices
-    )
+def _gpus(services: dict[str, Any], triton: str) -> list[str]:
+    devices = services[triton]["deploy"]["resources"]["reservations"]["devices"]
+    assert [(d["driver"], d["capabilities"]) for d in devices] == [("nvidia", ["gpu"])]
+    return devices[0]["device_ids"]
 
 
 @needs_compose
+def test_each_triton_reserves_one_nvidia_gpu_the_first_unless_told(
+    services: dict[str, Any],
+) -> None:
+    assert [_gpus(services, triton) for triton in TRITONS] == [["0"], ["0"]]
+
+
+@needs_compose
+def test_the_second_triton_takes_the_gpu_it_is_given() -> None:
+    result = _compose_config(DUMMY_KEY, TRITON_2_GPU="1")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert [_gpus(services, triton) for triton in TRITONS] == [["0"], ["1"]]
+
+
+@needs_compose
+def test_every_triton_answers_to_the_gateways_target_name(services: dict[str, Any]) -> None:
+    for triton in TRITONS:
+        assert services[triton]["networks"]["default"]["aliases"] == ["triton"]
+
+
+@needs_compose
+@pytest.mark.parametrize("triton", TRITONS)
 def test_triton_mounts_the_model_repository_read_only_at_models(
+    triton: str,
     services: dict[str, Any],
 ) -> None:
     mounts = [
-        v for v in services["triton"]["volumes"] if isinstance(v, dict) and v["target"] == "/models"
+        v for v in services[triton]["volumes"] if isinstance(v, dict) and v["target"] == "/models"
     ]
     assert len(mounts) == 1
     assert Path(mounts[0]["source"]) == REPO / "model_repository"
@@ -143,8 +168,9 @@ def test_triton_mounts_the_model_repository_read_only_at_models(
 
 
 @needs_compose
-def test_triton_serves_the_production_tower_config(services: dict[str, Any]) -> None:
-    command = services["triton"]["command"]
+@pytest.mark.parametrize("triton", TRITONS)
+def test_triton_serves_the_production_tower_config(triton: str, services: dict[str, Any]) -> None:
+    command = services[triton]["command"]
     assert command[0] == "tritonserver"
     for flag in (
         "--model-repository=/models",
@@ -157,28 +183,36 @@ def test_triton_serves_the_production_tower_config(services: dict[str, Any]) -> 
 
 
 @needs_compose
-def test_triton_has_shared_memory_for_the_python_backend(services: dict[str, Any]) -> None:
-    assert services["triton"]["shm_size"] in ("1gb", "1g", 1024**3)
+@pytest.mark.parametrize("triton", TRITONS)
+def test_triton_has_shared_memory_for_the_python_backend(
+    triton: str, services: dict[str, Any]
+) -> None:
+    assert services[triton]["shm_size"] in ("1gb", "1g", 1024**3)
 
 
 @needs_compose
-def test_triton_ports_are_internal_only(services: dict[str, Any]) -> None:
-    triton = services["triton"]
-    assert "ports" not in triton
-    assert {str(p) for p in triton["expose"]} >= {"8001", "8002"}
+@pytest.mark.parametrize("triton", TRITONS)
+def test_triton_ports_are_internal_only(triton: str, services: dict[str, Any]) -> None:
+    service = services[triton]
+    assert "ports" not in service
+    assert {str(p) for p in service["expose"]} >= {"8001", "8002"}
 
 
 @needs_compose
-def test_triton_health_is_its_readiness_endpoint(services: dict[str, Any]) -> None:
-    assert ":8000/v2/health/ready" in _healthcheck_command(services["triton"])
+@pytest.mark.parametrize("triton", TRITONS)
+def test_triton_health_is_its_readiness_endpoint(triton: str, services: dict[str, Any]) -> None:
+    assert ":8000/v2/health/ready" in _healthcheck_command(services[triton])
 
 
 # --- gateway --------------------------------------------------------------------------------
 
 
 @needs_compose
-def test_gateway_starts_only_after_triton_is_healthy(services: dict[str, Any]) -> None:
-    assert services["gateway"]["depends_on"]["triton"]["condition"] == "service_healthy"
+def test_gateway_starts_only_after_the_tritons_are_healthy(services: dict[str, Any]) -> None:
+    depends_on = services["gateway"]["depends_on"]
+    assert {triton: depends_on[triton]["condition"] for triton in TRITONS} == dict.fromkeys(
+        TRITONS, "service_healthy"
+    )
 
 
 @needs_compose
@@ -316,15 +350,17 @@ def test_prometheus_scrapes_triton_and_the_gateways_metrics_port(
         "scrape_configs"
     ]
     targets = {
-        job["job_name"]: (target, job.get("metrics_path", "/metrics"))
+        job["job_name"]: (
+            [target for static in job["static_configs"] for target in static["targets"]],
+            job.get("metrics_path", "/metrics"),
+        )
         for job in scrape
-        for static in job["static_configs"]
-        for target in static["targets"]
     }
     metrics_port = services["gateway"]["environment"]["EPITHRE_METRICS_PORT"]
+    # Each replica by its own name: `triton` resolves to any one of them.
     assert targets == {
-        "triton": ("triton:8002", "/metrics"),
-        "gateway": (f"gateway:{metrics_port}", "/metrics"),
+        "triton": ([f"{triton}:8002" for triton in TRITONS], "/metrics"),
+        "gateway": ([f"gateway:{metrics_port}"], "/metrics"),
     }
 
 
