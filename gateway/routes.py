@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -16,6 +14,7 @@ from starlette.responses import Response
 from gateway.body import read_json
 from gateway.disconnect import unless_disconnected
 from gateway.encoding import render_embeddings
+from gateway.endpoint import Endpoint
 from gateway.errors import (
     APIError,
     BackendBusy,
@@ -141,22 +140,6 @@ async def metrics(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     return Response(request.app.state.openapi, media_type=JSON)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One route; those with an `operation_id` are in the public OpenAPI document."""
-
-    path: str
-    method: str
-    handler: Callable[[Request], Awaitable[Response]]
-    operation_id: str | None = None
-    summary: str = ""
-    answer: str = ""  # what a 200 means
-    response: type[BaseModel] | None = None
-    # Every error it can answer, besides 404/405 for unknown routes and methods.
-    errors: tuple[type[APIError], ...] = ()
-    authenticated: bool = True
 
 
 ENDPOINTS = (

@@ -1,0 +1,28 @@
+"""`Endpoint`: one route as the app routes it and the OpenAPI document describes it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import APIError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route; those with an `operation_id` are in the public OpenAPI document."""
+
+    path: str
+    method: str
+    handler: Callable[[Request], Awaitable[Response]]
+    operation_id: str | None = None
+    summary: str = ""
+    answer: str = ""  # what a 200 means
+    response: type[BaseModel] | None = None
+    # Every error it can answer, besides 404/405 for unknown routes and methods.
+    errors: tuple[type[APIError], ...] = ()
+    authenticated: bool = True
