@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -33,3 +34,23 @@ def reference():
 def cosine(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+WORDS = (
+    "kucing",
+    "oren",
+    "tidur",
+    "di",
+    "kasur",
+    "sambil",
+    "menunggu",
+    "hujan",
+    "reda",
+    "sore",
+    "ini",
+)
+
+
+def short_texts(n: int) -> list[str]:
+    """`n` distinct short texts of 4 to 15 words, the same on every run."""
+    return [" ".join(random.Random(i).choices(WORDS, k=4 + i % 12)) for i in range(n)]

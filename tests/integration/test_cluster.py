@@ -25,29 +25,14 @@ from model_repository import wire
 from runner.cluster import Cluster, running_cluster
 from runner.prometheus import poll_api
 from runner.triton import LocalTriton
-from tests.integration.conftest import cosine
+from tests.integration.conftest import cosine, short_texts
 
 pytestmark = pytest.mark.integration
 
 MODEL = "epithre-embed"
 DEADLINE_S = 10.0
 CLIENTS = 8
-WORDS = [
-    "kucing",
-    "oren",
-    "tidur",
-    "di",
-    "kasur",
-    "sambil",
-    "menunggu",
-    "hujan",
-    "reda",
-    "sore",
-    "ini",
-    "dengan",
-    "tenang",
-]
-TEXTS = [" ".join(random.Random(i).choices(WORDS, k=3 + i % 9)) for i in range(24)]
+TEXTS = short_texts(24)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import tritonclient.grpc as grpcclient
 
 from model_repository import wire
 from runner.stack import Stack, running_stack
-from tests.integration.conftest import cosine
+from tests.integration.conftest import cosine, short_texts
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +33,7 @@ HEAVY, LIGHT = "heavy-key", "light-key"
 DEADLINE_S = 5
 OVERLOAD_S = 15
 HEAVY_CLIENTS = 48
-WORDS = [
-    "kucing",
-    "oren",
-    "tidur",
-    "di",
-    "kasur",
-    "sambil",
-    "menunggu",
-    "hujan",
-    "reda",
-    "sore",
-    "ini",
-]
-TEXTS = [" ".join(random.Random(i).choices(WORDS, k=4 + i % 12)) for i in range(64)]
+TEXTS = short_texts(64)
 
 
 @pytest.fixture(scope="module")
