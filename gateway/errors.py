@@ -23,7 +23,7 @@ class APIError(Exception):
 
     status: ClassVar[int] = 500
     type: ClassVar[str] = "api_error"
-    code: ClassVar[str] = "internal_error"
+    code: ClassVar[str | None] = "internal_error"
     description: ClassVar[str] = "An unexpected failure inside the gateway."
     documented_headers: ClassVar[tuple[str, ...]] = ()
 
@@ -82,6 +82,37 @@ class ItemTooLarge(BodyTooLarge):
     description = "An image is over its decoded byte limit; `param` names it."
 
 
+class FileTooLarge(BodyTooLarge):
+    code = "file_too_large"
+    description = "The uploaded file is over its byte limit."
+
+
+class QuotaExceeded(APIError):
+    """A key's stored files would pass its quota. 413 and not 429: waiting frees nothing (the
+    OpenAI SDK retries 429s, and would upload the file again), and like the file cap it refuses
+    a body while it streams; deleting files makes room."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "storage_quota_exceeded"
+    description = "The API key's stored files would exceed its quota; delete files to make room."
+
+
+class ResourceNotFound(APIError):
+    """No such file or batch for this key: never created, deleted, expired or another key's all
+    answer alike, so that a key never learns what another stored."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = None  # as OpenAI answers a missing file
+    description = "No such object for this API key; `param` names the id."
+
+
+class InvalidForm(InvalidRequest):
+    code = "invalid_multipart"
+    description = "The multipart/form-data body is malformed or its fields are out of order."
+
+
 class RequestTimeout(APIError):
     """The body came slower than its route's floor, or not within its deadline."""
 
@@ -100,6 +131,10 @@ class UnsupportedMediaType(APIError):
     type = "invalid_request_error"
     code = "unsupported_media_type"
     description = "Content-Type is not application/json."
+
+
+class UnsupportedUploadType(UnsupportedMediaType):
+    description = "Content-Type is not multipart/form-data."
 
 
 class Unprocessable(APIError):

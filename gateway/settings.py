@@ -102,6 +102,21 @@ class Settings:
     # EPITHRE_RATE_LIMIT_TPM: tokens per minute per API key (usage.total_tokens, charged after
     # the answer, so an overdraft refuses the key's next request), per replica; 0 = off.
     rate_limit_tpm: int = 0
+    # EPITHRE_DATA_DIR: where the gateway keeps what outlives it: the SQLite database and the
+    # files' bytes (files/). Relative to the working directory: `make serve` uses data/ in the
+    # checkout; gateways that share it (one machine, or one volume) share the files.
+    data_dir: str = "data"
+    # EPITHRE_MAX_FILE_BYTES: cap of one uploaded file (413 as soon as the stream passes it).
+    max_file_bytes: int = 200 * MIB
+    # EPITHRE_MIN_UPLOAD_BYTES_PER_S: after its first 5 seconds, a file upload must arrive at
+    # least this fast on average (408 and the connection closed otherwise): 200 MB in 35 min.
+    min_upload_bytes_per_s: float = 100_000.0
+    # EPITHRE_FILE_QUOTA_BYTES: bytes of files each API key may store (uploads over it get 413;
+    # batch results are counted but never refused); 0 = no quota.
+    file_quota_bytes: int = 10 * 1024 * MIB
+    # EPITHRE_BATCH_FILE_EXPIRY_S: seconds a batch input file is kept when its upload sets no
+    # expires_after (OpenAI's 30 days); 0 = until deleted.
+    batch_file_expiry_s: int = 30 * 24 * 3600
     # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
     ensemble: str = wire.ENSEMBLE_TEXT
     # EPITHRE_IMAGE_ENSEMBLE: name of the Triton ensemble that embeds images.
@@ -198,6 +213,11 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "api_keys_file": str,
     "rate_limit_rpm": _non_negative_int,
     "rate_limit_tpm": _non_negative_int,
+    "data_dir": str,
+    "max_file_bytes": _positive_int,
+    "min_upload_bytes_per_s": _positive_float,
+    "file_quota_bytes": _non_negative_int,
+    "batch_file_expiry_s": _non_negative_int,
     "ensemble": str,
     "image_ensemble": str,
 }
