@@ -37,7 +37,7 @@ from gateway.images import configure_pillow
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.openapi import build_document
 from gateway.protocol import Limits
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, open_storage
 from gateway.request_id import RequestIDMiddleware
 from gateway.routes import ENDPOINTS, METRICS_PATH
 from gateway.service import EmbeddingService
@@ -87,6 +87,18 @@ def create_app(
                 "no API keys (EPITHRE_API_KEYS, EPITHRE_API_KEYS_FILE): "
                 "the API accepts unauthenticated requests"
             )
+        # Like the gRPC client, a Redis client belongs to the event loop it was made in.
+        limiter = RateLimiter(
+            requests_per_minute=settings.rate_limit_rpm,
+            tokens_per_minute=settings.rate_limit_tpm,
+            storage=open_storage(
+                settings.rate_limit_storage,
+                clock=clock,
+                on_error=metrics.rate_limit_storage_errors.inc,
+            ),
+        )
+        metrics.watch_rate_limits(limiter.storage)
+        app.state.limiter = limiter
         # One gRPC client per event loop, so it is created here and not at import or build time.
         owned = embedder is None
         active = embedder or TritonEmbedder(
@@ -153,6 +165,7 @@ def create_app(
                 metrics_server.shutdown()
             await breaker.close()
         finally:
+            await limiter.close()
             if owned:
                 await active.close()
 
@@ -189,10 +202,5 @@ def create_app(
     )
     app.state.api_keys = APIKeys(settings.api_keys)
     app.state.metrics = metrics
-    app.state.limiter = RateLimiter(
-        requests_per_minute=settings.rate_limit_rpm,
-        tokens_per_minute=settings.rate_limit_tpm,
-        clock=clock,
-    )
     app.state.draining = False  # set by DrainingServer on SIGTERM
     return app

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.admission import Admission
 from gateway.asgi import StatusRecorder
 from gateway.breaker import CircuitBreaker
+from gateway.ratelimit import Storage
 
 # Latency buckets around what one batched embedding call costs, from milliseconds to the timeout.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -100,6 +101,21 @@ class Metrics:
             "1 while the circuit to Triton is open (requests answered 503 at once)",
             registry=self.registry,
         )
+        self.rate_limit_storage_up = Gauge(
+            "epithre_rate_limit_storage_up",
+            "1 while the rate-limit storage answers (always, in memory); 0 while Redis does not "
+            "and requests are admitted without rate limits",
+            registry=self.registry,
+        )
+        self.rate_limit_storage_errors = Counter(
+            "epithre_rate_limit_storage_errors",
+            "Calls to the rate-limit storage (Redis) that failed or timed out",
+            registry=self.registry,
+        )
+
+    def watch_rate_limits(self, storage: Storage) -> None:
+        """Read whether the rate-limit storage answers at each scrape."""
+        self.rate_limit_storage_up.set_function(lambda: float(storage.up))
 
     def watch(self, admission: Admission, breaker: CircuitBreaker) -> None:
         """Read the admission estimates and the circuit's state at each scrape."""

@@ -57,7 +57,7 @@ async def embeddings(request: Request) -> Response:
     # Authentication and the request budget come first, so neither an unauthenticated nor a
     # rate-limited client can make us read 25 MB.
     caller = state.api_keys.check(request.headers)
-    state.limiter.admit(caller)
+    await state.limiter.admit(caller)
     payload = await read_json(request, state.body_limits)
     body = parse_request(payload, state.request_type)
     result = await unless_disconnected(request, state.service.embed(body, caller=caller))
@@ -75,7 +75,7 @@ async def embeddings(request: Request) -> Response:
     )
     # The real cost is known only now, so the answer is charged after the fact and an
     # overdraft refuses the key's next request, not this one.
-    limit_headers = state.limiter.charge(caller, tokens=result.prompt_tokens)
+    limit_headers = await state.limiter.charge(caller, tokens=result.prompt_tokens)
     return Response(
         render_embeddings(
             result, encoding_format=body.encoding_format, model=state.facts.served_model_name

@@ -7,11 +7,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from model_repository import wire
 
 PREFIX = "EPITHRE_"
 MIB = 1024 * 1024
+# EPITHRE_RATE_LIMIT_STORAGE for this replica's memory; any other value is a Redis URL.
+MEMORY = "memory://"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class SettingsError(ValueError):
@@ -25,8 +29,9 @@ class Settings:
     Triton requests a request's texts go as).
 
     Rate limits (EPITHRE_RATE_LIMIT_RPM, EPITHRE_RATE_LIMIT_TPM) are counted in each gateway
-    replica's memory: with N replicas behind a load balancer a key may get up to N times its
-    limit. They are per replica unless a shared store is configured, and none exists yet.
+    replica's memory by default: with N replicas behind a load balancer a key may get up to N
+    times its limit. EPITHRE_RATE_LIMIT_STORAGE=redis://... keeps them in one Redis that every
+    replica shares, so a key gets its limit across all of them.
 
     Usage: `Settings.from_env()` or `Settings(api_keys=("k",))` in tests.
     """
@@ -97,11 +102,18 @@ class Settings:
     # ignored; merged into api_keys by from_env (a file keeps keys out of the process listing).
     api_keys_file: str | None = None
     # EPITHRE_RATE_LIMIT_RPM: requests per minute per API key (one shared anonymous budget
-    # when no keys are configured), per replica; 429 with Retry-After above; 0 = off.
+    # when no keys are configured), per replica unless stored in Redis; 429 with Retry-After
+    # above; 0 = off.
     rate_limit_rpm: int = 0
     # EPITHRE_RATE_LIMIT_TPM: tokens per minute per API key (usage.total_tokens, charged after
-    # the answer, so an overdraft refuses the key's next request), per replica; 0 = off.
+    # the answer, so an overdraft refuses the key's next request), per replica unless stored in
+    # Redis; 0 = off.
     rate_limit_tpm: int = 0
+    # EPITHRE_RATE_LIMIT_STORAGE: where the rate limits are counted: memory:// (this replica) or
+    # redis://host:port/db (also rediss://, unix://), one budget per key shared by all replicas.
+    # Redis unreachable (no answer in 250 ms): requests are admitted without limits and without
+    # x-ratelimit-* headers, with a warning and epithre_rate_limit_storage_up 0, until it answers.
+    rate_limit_storage: str = MEMORY
     # EPITHRE_DATA_DIR: where the gateway keeps what outlives it: the SQLite database and the
     # files' bytes (files/). Relative to the working directory: `make serve` uses data/ in the
     # checkout; gateways that share it (one machine, or one volume) share the files.
@@ -179,6 +191,15 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _storage_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if raw != MEMORY and parts.scheme not in REDIS_SCHEMES:
+        raise ValueError("must be memory:// or a redis://, rediss:// or unix:// URL")
+    # urlsplit reads the port only when asked: one that is not a number raises ValueError here.
+    _ = parts.port
+    return raw
+
+
 def _fraction(raw: str) -> float:
     value = float(raw)
     if not 0 < value <= 1:
@@ -213,6 +234,7 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "api_keys_file": str,
     "rate_limit_rpm": _non_negative_int,
     "rate_limit_tpm": _non_negative_int,
+    "rate_limit_storage": _storage_url,
     "data_dir": str,
     "max_file_bytes": _positive_int,
     "min_upload_bytes_per_s": _positive_float,

@@ -6,7 +6,7 @@ import pytest
 from gateway_fakes import FakeClock, error_body, fake_tokens, serve
 
 from gateway import Settings
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import MemoryStorage
 from gateway.settings import SettingsError
 
 SHORT = {"model": "epithre-embed", "input": "a"}  # fake_tokens("a") == 3
@@ -136,9 +136,8 @@ def test_429_comes_before_any_body_byte_is_read():
 def test_budgets_are_kept_by_the_key_digest_never_the_raw_key():
     with serve(api_keys=("secret-key",), rate_limit_rpm=5, clock=FakeClock()) as (client, _):
         client.post("/v1/embeddings", json=SHORT, headers=bearer("secret-key"))
-        limiter: RateLimiter = client.app.state.limiter
-    assert limiter.requests is not None
-    assert list(limiter.requests._buckets) == [hashlib.sha256(b"secret-key").digest()]
+        storage: MemoryStorage = client.app.state.limiter.storage
+    assert list(storage._keys) == [hashlib.sha256(b"secret-key").digest()]
 
 
 @pytest.mark.parametrize("raw", ["-1", "x", "1.5"])
@@ -150,3 +149,15 @@ def test_a_negative_or_non_integer_limit_is_refused_at_start(raw):
 def test_limits_are_read_from_the_environment_and_default_to_off():
     settings = Settings.from_env({"EPITHRE_RATE_LIMIT_RPM": "60"})
     assert (settings.rate_limit_rpm, settings.rate_limit_tpm) == (60, 0)
+
+
+def test_limits_are_counted_in_memory_unless_a_redis_url_is_given():
+    assert Settings.from_env({}).rate_limit_storage == "memory://"
+    shared = Settings.from_env({"EPITHRE_RATE_LIMIT_STORAGE": "redis://redis:6379/0"})
+    assert shared.rate_limit_storage == "redis://redis:6379/0"
+
+
+@pytest.mark.parametrize("raw", ["memory", "http://redis:6379", "redis://redis:port/0"])
+def test_a_storage_that_is_neither_memory_nor_a_redis_url_is_refused_at_start(raw):
+    with pytest.raises(SettingsError, match="EPITHRE_RATE_LIMIT_STORAGE"):
+        Settings.from_env({"EPITHRE_RATE_LIMIT_STORAGE": raw})
