@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from gateway.disconnect import ClientDisconnected
 from gateway.errors import BodyTooLarge, InvalidJSON, RequestTimeout, UnsupportedMediaType
 
 
@@ -52,32 +54,50 @@ def _check_media_type(content_type: str | None) -> None:
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {media_type!r}")
 
 
-async def _read_capped(request: Request, limits: BodyLimits) -> bytes:
-    too_large = BodyTooLarge(f"the request body exceeds the limit of {limits.max_bytes} bytes")
+async def stream_capped(request: Request, limits: BodyLimits) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive: 413 past the cap (a declared Content-Length first), 408
+    when it arrives too slowly, ClientDisconnected if the client leaves.
+
+    Usage: `async for chunk in stream_capped(request, limits): ...`
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
-        raise too_large
+        raise _too_large(limits)
     # Content-Length can lie and chunked bodies have none, so the count of bytes read decides.
-    body = bytearray()
+    received = 0
     chunks = aiter(request.stream())
     started = asyncio.get_running_loop().time()
     while True:
         # The next bytes are due before the deadline, and before the average would fall under
         # the floor rate.
         due = started + min(
-            limits.timeout_s, max(limits.grace_s, (len(body) + 1) / limits.min_bytes_per_s)
+            limits.timeout_s, max(limits.grace_s, (received + 1) / limits.min_bytes_per_s)
         )
         try:
             async with asyncio.timeout_at(due):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
-            return bytes(body)
+            return
+        except ClientDisconnect:
+            raise ClientDisconnected from None
         except TimeoutError:
             raise RequestTimeout(
-                f"the request body arrived too slowly: {len(body)} bytes in "
+                f"the request body arrived too slowly: {received} bytes in "
                 f"{asyncio.get_running_loop().time() - started:.1f} s (at least "
                 f"{limits.min_bytes_per_s:.0f} bytes/s, complete within {limits.timeout_s:.0f} s)"
             ) from None
+        received += len(chunk)
+        if received > limits.max_bytes:
+            raise _too_large(limits)
+        yield chunk
+
+
+def _too_large(limits: BodyLimits) -> BodyTooLarge:
+    return BodyTooLarge(f"the request body exceeds the limit of {limits.max_bytes} bytes")
+
+
+async def _read_capped(request: Request, limits: BodyLimits) -> bytes:
+    body = bytearray()
+    async for chunk in stream_capped(request, limits):
         body += chunk
-        if len(body) > limits.max_bytes:
-            raise too_large
+    return bytes(body)
