@@ -108,6 +108,15 @@ class ResourceNotFound(APIError):
     description = "No such object for this API key; `param` names the id."
 
 
+class BatchNotCancellable(APIError):
+    """The batch has ended (completed, failed, expired) or is writing its files as it ends."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = None  # as OpenAI answers the cancel of a completed batch
+    description = "The batch has ended, or is ending, and can no longer be cancelled."
+
+
 class InvalidForm(InvalidRequest):
     code = "invalid_multipart"
     description = "The multipart/form-data body is malformed or its fields are out of order."
