@@ -112,6 +112,23 @@ class Metrics:
             "Calls to the rate-limit storage (Redis) that failed or timed out",
             registry=self.registry,
         )
+        # Counted from the database by each process that runs a batch worker: gateways sharing
+        # one report the same numbers (take the max across them, not the sum).
+        self.batches = Gauge(
+            "epithre_batches", "Batches by status", ["status"], registry=self.registry
+        )
+        self.batch_backlog = Gauge(
+            "epithre_batch_backlog_lines",
+            "Lines of batches in progress not answered yet",
+            registry=self.registry,
+        )
+        self.batch_lines = Counter(
+            "epithre_batch_lines",
+            "Batch lines this process answered and checkpointed, by outcome: completed (2xx, "
+            "the output file) or failed (the error file)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def watch_rate_limits(self, storage: Storage) -> None:
         """Read whether the rate-limit storage answers at each scrape."""

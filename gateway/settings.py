@@ -129,6 +129,25 @@ class Settings:
     # EPITHRE_BATCH_FILE_EXPIRY_S: seconds a batch input file is kept when its upload sets no
     # expires_after (OpenAI's 30 days); 0 = until deleted.
     batch_file_expiry_s: int = 30 * 24 * 3600
+    # EPITHRE_BATCH_WORKER: run batches in this gateway process (true); false on a replica that
+    # should only serve (the batches it accepts run on the replicas sharing its data dir).
+    batch_worker: bool = True
+    # EPITHRE_BATCH_CHUNK_LINES: input lines per chunk, the unit a worker takes, checkpoints and,
+    # after a crash, runs again.
+    batch_chunk_lines: int = 100
+    # EPITHRE_BATCH_MAX_IN_FLIGHT: batch lines a worker has in the model at once; it also backs
+    # off whenever admission control reports load, so realtime requests come first.
+    batch_max_in_flight: int = 4
+    # EPITHRE_BATCH_LEASE_S: a worker renews its hold on a chunk or a batch every third of this;
+    # work held by a worker that died is taken again this long after its last renewal.
+    batch_lease_s: float = 30.0
+    # EPITHRE_BATCH_COMPLETION_WINDOW_S: seconds a batch has (its completion_window, "24h");
+    # lines not done by then go to the error file as batch_expired.
+    batch_completion_window_s: float = 24 * 3600.0
+    # EPITHRE_BATCH_TOKEN_BUDGET: estimated tokens (characters / 4) each API key may have queued
+    # in batches in progress; a batch that would pass it fails with token_limit_exceeded. Apart
+    # from the realtime tokens per minute. 0 = no budget.
+    batch_token_budget: int = 50_000_000
     # EPITHRE_ENSEMBLE: name of the Triton ensemble that embeds texts.
     ensemble: str = wire.ENSEMBLE_TEXT
     # EPITHRE_IMAGE_ENSEMBLE: name of the Triton ensemble that embeds images.
@@ -161,6 +180,13 @@ def _keys_file(path: str) -> tuple[str, ...]:
         raise SettingsError(f"{PREFIX}API_KEYS_FILE={path!r}: {type(exc).__name__}") from None
     lines = (line.strip() for line in text.splitlines())
     return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1")
 
 
 def _positive_int(raw: str) -> int:
@@ -240,6 +266,12 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "min_upload_bytes_per_s": _positive_float,
     "file_quota_bytes": _non_negative_int,
     "batch_file_expiry_s": _non_negative_int,
+    "batch_worker": _bool,
+    "batch_chunk_lines": _positive_int,
+    "batch_max_in_flight": _positive_int,
+    "batch_lease_s": _positive_float,
+    "batch_completion_window_s": _positive_float,
+    "batch_token_budget": _non_negative_int,
     "ensemble": str,
     "image_ensemble": str,
 }

@@ -100,11 +100,19 @@ def test_api_keys_never_appear_in_repr():
         ("EPITHRE_REQUEST_TIMEOUT_S", "-1"),
         ("EPITHRE_DRAIN_S", "-0.5"),
         ("EPITHRE_KEEP_ALIVE_S", "0"),
+        ("EPITHRE_BATCH_WORKER", "maybe"),
+        ("EPITHRE_BATCH_CHUNK_LINES", "0"),
     ],
 )
 def test_bad_value_raises_naming_the_variable(name, value):
     with pytest.raises(SettingsError, match=f"^{name}='{value}'"):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("0", False), ("True", True)])
+def test_the_batch_worker_can_be_turned_off_on_a_serving_replica(value, expected):
+    assert Settings.from_env({"EPITHRE_BATCH_WORKER": value}).batch_worker is expected
+    assert Settings().batch_worker is True
 
 
 def test_settings_are_frozen():

@@ -1,0 +1,98 @@
+"""A batch line answered as POST /v1/embeddings answers it, gently.
+
+The body is validated by the realtime endpoint's `parse_request`, embedded by the same
+`EmbeddingService` and rendered by the same `render_embeddings`, so a line's vectors and body are
+what the realtime endpoint would answer (the realtime tokens-per-minute limit is not charged:
+batch tokens have their own budget). A refusal (a bad body, a broken image, a text over the
+token limit) is the line's answer, with its status and error body. Load is not: admission
+control refusing (429), an open circuit or a busy Triton (503) and a timeout (504) make the line
+wait for the Retry-After and go again, so batch work backs off instead of failing or crowding out
+realtime requests. At most `max_in_flight` lines are in the service at once.
+
+Usage:
+    answers = LineAnswers(service, request_type=rt, model="epithre-embed", max_in_flight=4)
+    answer = await answers.answer("line-1", b'{"model": "epithre-embed", "input": "hi"}')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.batches.records import response_record
+from gateway.encoding import render_embeddings
+from gateway.errors import APIError, BackendTimeout, RetryLater
+from gateway.protocol import EmbeddingRequest
+from gateway.service import EmbeddingService
+from gateway.validation import parse_request
+
+logger = logging.getLogger("gateway.batches")
+# Admission control's identity for all batch work: one caller apart from every key (no sha256
+# digest is 5 bytes, and the anonymous one is empty), so once realtime callers share the model,
+# batch work is over its fair share and is the first refused.
+BATCH_CALLER = b"batch"
+# Load that passes: the line waits and goes again, and never lands in the error file for it.
+LOAD = (RetryLater, BackendTimeout)
+MAX_WAIT_S = 30
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool  # answered 2xx
+    record: bytes  # the line of the output or error file
+    tokens: int
+    build: str | None  # the build that computed the vectors; None for a refusal
+
+
+class LineAnswers:
+    def __init__(
+        self,
+        service: EmbeddingService,
+        *,
+        request_type: type[EmbeddingRequest],
+        model: str,
+        max_in_flight: int,
+    ) -> None:
+        self._service = service
+        self._request_type = request_type
+        self._model = model
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    async def answer(self, custom_id: str, body: bytes, *, batch_id: str = "") -> Answer:
+        """The line's answer; waits out any load, however long (the batch's lease and
+        completion window bound it)."""
+        while True:
+            async with self._slots:
+                try:
+                    return await self._send(custom_id, body)
+                except LOAD as load:
+                    wait_s, reason = min(MAX_WAIT_S, getattr(load, "retry_after", 1)), load.code
+            logger.info("batch %s: backing off %d s (%s)", batch_id, wait_s, reason)
+            await asyncio.sleep(wait_s)
+
+    async def _send(self, custom_id: str, body: bytes) -> Answer:
+        try:
+            request = parse_request(orjson.loads(body), self._request_type)
+            result = await self._service.embed(request, caller=BATCH_CALLER)
+        except LOAD:
+            raise
+        except APIError as refused:
+            return _refused(custom_id, refused)
+        except Exception as exc:
+            # As the realtime endpoint answers a bug: a 500 without internals (and no contents
+            # in the log, which names only the kind of failure).
+            logger.error("batch line failed unexpectedly: %s", type(exc).__name__)
+            return _refused(custom_id, APIError("internal server error"))
+        rendered = render_embeddings(
+            result, encoding_format=request.encoding_format, model=self._model
+        )
+        record = response_record(custom_id, status_code=200, body=rendered)
+        return Answer(ok=True, record=record, tokens=result.prompt_tokens, build=result.build)
+
+
+def _refused(custom_id: str, error: APIError) -> Answer:
+    record = response_record(custom_id, status_code=error.status, body=error.body())
+    return Answer(ok=False, record=record, tokens=0, build=None)
