@@ -139,11 +139,13 @@ class RedisStorage:
         if self.up:
             self.up = False
             self._retry_at = self._clock() + RETRY_S
+            # asyncio's TimeoutError says nothing of itself.
+            reason = f"no answer in {TIMEOUT_S} s" if type(error) is TimeoutError else repr(error)
             logger.warning(
-                "rate-limit storage %s does not answer (%r): requests are admitted without "
+                "rate-limit storage %s does not answer (%s): requests are admitted without "
                 "rate limits until it does; tried again every %.0f s",
                 self.address,
-                error,
+                reason,
                 RETRY_S,
             )
 

@@ -211,7 +211,7 @@ def test_a_key_is_stored_by_its_digest_and_expires_once_its_budget_would_be_full
 
 @needs_redis
 def test_a_stopped_redis_costs_a_request_at_most_the_timeout_and_admits_it_unchecked(
-    local_redis: LocalRedis, redis_url: str
+    local_redis: LocalRedis, redis_url: str, caplog: pytest.LogCaptureFixture
 ):
     errors: list[None] = []
 
@@ -240,6 +240,7 @@ def test_a_stopped_redis_costs_a_request_at_most_the_timeout_and_admits_it_unche
     # The next ones do not try again within RETRY_S: no wait, no error.
     assert second_s < 0.05
     assert len(errors) == 1
+    assert f"{redis_url} does not answer (no answer in 0.25 s)" in caplog.text
 
 
 @needs_redis
