@@ -2,15 +2,17 @@
 
     client -> HAProxy :8000 -> gateway-1, gateway-2    (health checks on /health/ready, retries)
     each gateway -> one gRPC channel, round_robin -> triton-1, triton-2
+    both gateways -> Redis :6380                       (one rate-limit budget per key for both)
     Prometheus :9090 scrapes both gateways' and both Tritons' metrics (deploy/ config and rules)
 
 Every process runs under its own supervisor, which starts it again when it exits (1 s, doubling up
 to 30 s, between failed tries). The Tritons run one instance of each tower (two servers share the
 machine's cores) from a repository of links to the export (runner/repository.py). Start: the
-Tritons and Prometheus side by side, then the gateways, then HAProxy. Ctrl-C or SIGTERM stops in
-the reverse order: HAProxy first (its soft stop lets the requests in flight finish, and nothing
-reaches a gateway after it), then the gateways, then the Tritons and Prometheus. Each process leads
-its own process group, which its stop ends entirely. Logs: build/cluster/.
+Tritons, Redis and Prometheus side by side, then the gateways, then HAProxy. Ctrl-C or SIGTERM
+stops in the reverse order: HAProxy first (its soft stop lets the requests in flight finish, and
+nothing reaches a gateway after it), then the gateways, then the Tritons, Redis and Prometheus.
+Each process leads its own process group, which its stop ends entirely. Redis keeps nothing on
+disk: restarted, it starts every key's budget full. Logs: build/cluster/.
 
 The gateways read their other settings from this process's `EPITHRE_*` variables
 (`EPITHRE_API_KEYS=k make cluster`).
@@ -38,6 +40,7 @@ from runner.haproxy import SERVERS, LocalHaproxy
 from runner.paths import DEFAULT_REPOSITORY
 from runner.probe import answers_ok
 from runner.prometheus import LocalPrometheus
+from runner.redis import LocalRedis
 from runner.repository import with_instances
 from runner.supervisor import StartFailed, Supervisor
 from runner.triton import LocalTriton, TritonPorts
@@ -122,6 +125,8 @@ class ClusterPorts:
 
     haproxy: int = 8000
     prometheus: int = 9090
+    # Not 6379: Debian's package may run a server of its own there.
+    redis: int = 6380
     gateways: tuple[GatewayPorts, ...] = (GatewayPorts(8101, 9101), GatewayPorts(8102, 9102))
     tritons: tuple[TritonPorts, ...] = (
         TritonPorts(),
@@ -130,10 +135,11 @@ class ClusterPorts:
 
     @classmethod
     def free(cls) -> ClusterPorts:
-        ports = iter(free_ports(2 + 2 * len(SERVERS) + 3 * len(TRITONS)))
+        ports = iter(free_ports(3 + 2 * len(SERVERS) + 3 * len(TRITONS)))
         return cls(
             haproxy=next(ports),
             prometheus=next(ports),
+            redis=next(ports),
             gateways=tuple(GatewayPorts(next(ports), next(ports)) for _ in SERVERS),
             tritons=tuple(TritonPorts(next(ports), next(ports), next(ports)) for _ in TRITONS),
         )
@@ -150,6 +156,7 @@ class Cluster:
         cluster.tritons[i].child         LocalTriton: .ports (http, grpc, metrics), .metrics_url
         cluster.gateways[i].child        LocalGateway: .base_url, .metrics_url, .port
         cluster.haproxy.child            LocalHaproxy: .server_states(), .command("show stat")
+        cluster.redis.child              LocalRedis: .url (both gateways' rate-limit storage)
         cluster.wait_serving()           until both gateways are ready and in HAProxy's rotation
     Usage:
         with running_cluster(tmp_path) as cluster:
@@ -160,6 +167,7 @@ class Cluster:
     gateways: tuple[Supervisor[LocalGateway], ...]
     haproxy: Supervisor[LocalHaproxy]
     prometheus: Supervisor[LocalPrometheus]
+    redis: Supervisor[LocalRedis]
 
     @property
     def url(self) -> str:
@@ -172,7 +180,7 @@ class Cluster:
     @property
     def layers(self) -> list[Sequence[Supervisor]]:
         """The order of the start; the stop goes the other way."""
-        return [(self.prometheus, *self.tritons), self.gateways, (self.haproxy,)]
+        return [(self.redis, self.prometheus, *self.tritons), self.gateways, (self.haproxy,)]
 
     @classmethod
     def build(
@@ -183,7 +191,11 @@ class Cluster:
         ports: ClusterPorts,
         gateway_settings: Mapping[str, str],
     ) -> Cluster:
-        """The cluster's processes, none started; `workdir` gets the repository and the logs."""
+        """The cluster's processes, none started; `workdir` gets the repository and the logs.
+
+        The gateways count rate limits in the cluster's Redis unless `gateway_settings` says
+        otherwise (EPITHRE_RATE_LIMIT_STORAGE).
+        """
         served = with_instances(repository, workdir / "repository", TOWER_INSTANCES)
         tritons = tuple(
             Supervisor(
@@ -199,13 +211,15 @@ class Cluster:
         )
         # One target, every Triton: the gateway's channel balances over the addresses itself.
         targets = "ipv4:" + ",".join(t.child.grpc_url for t in tritons)
+        redis = LocalRedis(port=ports.redis, workdir=workdir / "redis")
+        shared = {"EPITHRE_RATE_LIMIT_STORAGE": redis.url, **gateway_settings}
         gateways = tuple(
             Supervisor(
                 LocalGateway(
                     targets,
                     port=gateway_ports.http,
                     metrics_port=gateway_ports.metrics,
-                    settings=gateway_settings,
+                    settings=shared,
                     log_path=workdir / f"{name}.log",
                 ),
                 name=name,
@@ -230,6 +244,7 @@ class Cluster:
             gateways=gateways,
             haproxy=Supervisor(haproxy, name="haproxy"),
             prometheus=Supervisor(prometheus, name="prometheus"),
+            redis=Supervisor(redis, name="redis"),
         )
 
     def start(self) -> None:
@@ -271,8 +286,8 @@ def running_cluster(
 ) -> Iterator[Cluster]:
     """The cluster on free ports (unless `ports`), serving through HAProxy; stopped at the end.
 
-    `gateway_settings`: `EPITHRE_*` variables for both gateways (EPITHRE_DRAIN_S is DRAIN_S
-    unless given). See `Cluster` for the handles.
+    `gateway_settings`: `EPITHRE_*` variables for both gateways (EPITHRE_DRAIN_S is DRAIN_S and
+    EPITHRE_RATE_LIMIT_STORAGE the cluster's Redis unless given). See `Cluster` for the handles.
     """
     cluster = Cluster.build(
         workdir,
@@ -314,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         cluster.wait_serving()
         print(
-            f"serving on {cluster.url}, Prometheus on {cluster.prometheus_url}",
+            f"serving on {cluster.url}, Prometheus on {cluster.prometheus_url}, "
+            f"rate limits in {cluster.redis.child.url}",
             file=sys.stderr,
             flush=True,
         )

@@ -49,12 +49,14 @@ def _cluster(events: list[str]) -> Cluster:
         gateways=(member("gateway-1"), member("gateway-2")),  # type: ignore[arg-type]
         haproxy=member("haproxy"),  # type: ignore[arg-type]
         prometheus=member("prometheus"),  # type: ignore[arg-type]
+        redis=member("redis"),  # type: ignore[arg-type]
     )
 
 
 # Which layer each member is in: members of a layer start (and stop) in any order.
 LAYERS = {
     "prometheus": 0,
+    "redis": 0,
     "triton-1": 0,
     "triton-2": 0,
     "gateway-1": 1,
@@ -158,6 +160,23 @@ def test_the_parts_are_wired_to_each_others_ports(tmp_path: Path) -> None:
         "gateway": ["127.0.0.1:9101", "127.0.0.1:9102"],
         "triton": ["127.0.0.1:8002", "127.0.0.1:8012"],
     }
+    # One budget per key for both gateways.
+    assert cluster.redis.child.workdir == tmp_path / "cluster" / "redis"
+    assert [g.child.settings["EPITHRE_RATE_LIMIT_STORAGE"] for g in cluster.gateways] == [
+        "redis://127.0.0.1:6380/0"
+    ] * 2
+
+
+def test_a_storage_given_to_the_gateways_wins_over_the_clusters_redis(tmp_path: Path) -> None:
+    cluster = Cluster.build(
+        tmp_path / "cluster",
+        repository=_exported(tmp_path / "export"),
+        ports=ClusterPorts.free(),
+        gateway_settings={"EPITHRE_RATE_LIMIT_STORAGE": "memory://"},
+    )
+    assert [g.child.settings["EPITHRE_RATE_LIMIT_STORAGE"] for g in cluster.gateways] == [
+        "memory://"
+    ] * 2
 
 
 def test_the_tritons_share_a_repository_with_one_instance_of_each_tower(tmp_path: Path) -> None:
@@ -182,7 +201,8 @@ def test_free_ports_are_all_different() -> None:
     numbers = [
         ports.haproxy,
         ports.prometheus,
+        ports.redis,
         *(p for g in ports.gateways for p in (g.http, g.metrics)),
         *(p for t in ports.tritons for p in (t.http, t.grpc, t.metrics)),
     ]
-    assert len(numbers) == len(set(numbers)) == 12
+    assert len(numbers) == len(set(numbers)) == 13
