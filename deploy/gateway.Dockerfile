@@ -17,10 +17,14 @@ COPY gateway/ /app/gateway/
 COPY model_repository/wire.py /app/model_repository/wire.py
 RUN chmod 0755 /usr/local/bin/gateway-entrypoint \
     && python -m compileall -q /app/gateway /app/model_repository \
-    && useradd --system --uid 10001 --no-create-home gateway
+    && useradd --system --uid 10001 --no-create-home gateway \
+    && install -d -o gateway -g gateway /var/lib/epithre
 
 USER gateway
+# EPITHRE_DATA_DIR: the database and the uploaded files; mount a volume there to keep them.
 ENV EPITHRE_HOST=0.0.0.0 \
-    EPITHRE_PORT=8000
+    EPITHRE_PORT=8000 \
+    EPITHRE_DATA_DIR=/var/lib/epithre
+VOLUME /var/lib/epithre
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/gateway-entrypoint"]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import orjson
 from prometheus_client import start_http_server
@@ -22,6 +23,7 @@ from gateway.body import BodyLimits
 from gateway.breaker import CircuitBreaker
 from gateway.channel import client, reopen_every
 from gateway.concurrency import ConcurrencyLimitMiddleware
+from gateway.database import Database
 from gateway.disconnect import ClientDisconnected, handle_disconnect
 from gateway.embedder import Embedder, ModelFacts
 from gateway.errors import (
@@ -33,6 +35,9 @@ from gateway.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from gateway.files.payloads import DiskPayloads
+from gateway.files.store import FileLimits, FileStore, expire_every
+from gateway.files.upload import upload_limits
 from gateway.images import configure_pillow
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.openapi import build_document
@@ -47,6 +52,9 @@ from gateway.validation import request_type
 
 logger = logging.getLogger("gateway")
 RETRY_INTERVAL_S = 0.5
+DATABASE_FILE = "epithre.sqlite3"
+# Expired files are hidden at once; the sweep only frees their space.
+EXPIRY_SWEEP_S = 300.0
 
 
 async def wait_for_facts(embedder: Embedder, *, timeout_s: float) -> ModelFacts:
@@ -99,6 +107,13 @@ def create_app(
         )
         metrics.watch_rate_limits(limiter.storage)
         app.state.limiter = limiter
+        # What outlives the process: the database the Files and Batch APIs share, and the files.
+        data = Path(settings.data_dir)
+        database = Database.open(data / DATABASE_FILE)
+        app.state.database = database
+        files = FileStore(database, DiskPayloads(data / "files"), limits=FileLimits.of(settings))
+        app.state.files = files
+        sweeping = asyncio.create_task(expire_every(files, interval_s=EXPIRY_SWEEP_S))
         # One gRPC client per event loop, so it is created here and not at import or build time.
         owned = embedder is None
         active = embedder or TritonEmbedder(
@@ -166,6 +181,10 @@ def create_app(
             await breaker.close()
         finally:
             await limiter.close()
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
+            database.close()
             if owned:
                 await active.close()
 
@@ -201,6 +220,7 @@ def create_app(
         min_bytes_per_s=settings.min_body_bytes_per_s,
     )
     app.state.api_keys = APIKeys(settings.api_keys)
+    app.state.upload_limits = upload_limits(settings)
     app.state.metrics = metrics
     app.state.draining = False  # set by DrainingServer on SIGTERM
     return app

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.errors import InvalidRequest
 from gateway.protocol import _Output
 
 # OpenAI's bounds of `expires_after.seconds`: an hour and thirty days.
@@ -15,7 +16,6 @@ LIST_LIMIT = 10_000
 
 # Uploads are batch input files; the batch worker writes its output and error files.
 FilePurpose = Literal["batch", "batch_output"]
-UPLOAD_PURPOSES: tuple[str, ...] = ("batch",)
 
 
 class FileObject(_Output):
@@ -55,16 +55,13 @@ class FileListQuery(BaseModel):
     purpose: str | None = Field(None, description="Only files of this purpose.")
 
 
-class FileUpload(BaseModel):
-    """The multipart/form-data fields of POST /v1/files, as the OpenAI SDK sends them (for the
-    OpenAPI document; gateway/files/upload.py parses the stream)."""
+class UploadFields(BaseModel):
+    """The fields of POST /v1/files besides the file, as the OpenAI SDK sends them (before it);
+    gateway/files/upload.py checks them with this model."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
-    purpose: Literal["batch"]
-    file: bytes = Field(
-        description="A .jsonl file, one batch request a line; the fields must come before it."
-    )
+    purpose: Literal["batch"] = Field(description="Uploads are batch input files.")
     expires_after_anchor: Literal["created_at"] | None = Field(None, alias="expires_after[anchor]")
     expires_after_seconds: int | None = Field(
         None,
@@ -72,4 +69,21 @@ class FileUpload(BaseModel):
         ge=MIN_EXPIRES_AFTER_S,
         le=MAX_EXPIRES_AFTER_S,
         description="Seconds after `created_at`; batch files expire after 30 days by default.",
+    )
+
+    @model_validator(mode="after")
+    def _whole_expires_after(self) -> UploadFields:
+        # OpenAI requires both halves of expires_after, or neither.
+        if (self.expires_after_anchor is None) != (self.expires_after_seconds is None):
+            missing = "anchor" if self.expires_after_anchor is None else "seconds"
+            param = f"expires_after[{missing}]"
+            raise InvalidRequest(f"{param} is required with expires_after", param=param)
+        return self
+
+
+class FileUpload(UploadFields):
+    """The whole multipart/form-data body, for the OpenAPI document."""
+
+    file: bytes = Field(
+        description="A .jsonl file, one batch request a line; the other fields come before it."
     )

@@ -14,6 +14,8 @@ Usage:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import sqlite3
 import time
@@ -50,6 +52,7 @@ VISIBLE = "bytes IS NOT NULL AND (expires_at IS NULL OR expires_at > :now)"
 # floor allows (200 MB at 100 kB/s take 35 minutes) or a batch output takes to write.
 STALE_WRITE_S = 24 * 3600
 Order = Literal["asc", "desc"]
+logger = logging.getLogger("gateway.files")
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,18 @@ class FileStore:
         await self.database.run(
             lambda c: c.executemany("DELETE FROM files WHERE id = ?", [(i,) for i, _ in files])
         )
+
+
+async def expire_every(files: FileStore, *, interval_s: float) -> None:
+    """Sweep expired files now and every `interval_s` until cancelled (the app's lifespan runs
+    it); a failed sweep is logged and tried again at the next one."""
+    while True:
+        try:
+            if removed := await files.expire():
+                logger.info("removed %d expired files", removed)
+        except Exception:
+            logger.exception("the expiry sweep failed")
+        await asyncio.sleep(interval_s)
 
 
 def _visible(connection: sqlite3.Connection, owner: bytes, file_id: str, now: float) -> sqlite3.Row:
