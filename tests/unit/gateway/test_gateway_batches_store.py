@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from gateway_fakes import FakeClock
 
 from gateway.batches.chunks import Chunk, Commit, LineResult
 from gateway.batches.objects import CreateBatch
@@ -23,17 +24,10 @@ REQUEST = CreateBatch(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @contextmanager
-def opened(tmp_path) -> Iterator[tuple[BatchStore, Clock]]:
-    clock = Clock()
+def opened(tmp_path) -> Iterator[tuple[BatchStore, FakeClock]]:
+    clock = FakeClock()
+    clock.now = START
     database = Database.open(tmp_path / "epithre.sqlite3")
     try:
         yield BatchStore(database, clock=clock), clock
