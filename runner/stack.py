@@ -68,8 +68,9 @@ def running_stack(workdir: Path, repository: Path = DEFAULT_REPOSITORY, **settin
 
 
 @contextmanager
-def runner_process(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`python -m runner`, as `make serve` runs it, on free ports and in its own process group.
+def runner_process(workdir: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m runner`, as `make serve` runs it, on free ports and in its own process group;
+    `settings` (EPITHRE_* variables) are added to the environment it gives the gateway.
 
     Yields the runner and the gateway's base URL once the gateway is ready; at the end stops the
     runner, and kills whatever it started that is still alive if it does not stop.
@@ -80,7 +81,7 @@ def runner_process(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
         *(f"--triton-http-port={ports.http}", f"--triton-grpc-port={ports.grpc}"),
         f"--triton-metrics-port={ports.metrics}",
     ]
-    env = {**os.environ, "EPITHRE_HOST": "127.0.0.1", "EPITHRE_PORT": str(port)}
+    env = {**os.environ, **settings, "EPITHRE_HOST": "127.0.0.1", "EPITHRE_PORT": str(port)}
     runner = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -16,8 +16,9 @@ is rebased: every chunk done is done again on the new build.
 
 Log lines name batches by id, never their contents.
 
-Usage: `worker = BatchWorker(store, files, answers, settings=settings, metrics=metrics)`, then
-`worker.start()` in the lifespan and `await worker.stop()` at its end.
+Usage: `worker = BatchWorker(store, files, service, request_type=rt, facts=facts,
+settings=settings, metrics=metrics)`, then `worker.start()` in the lifespan and
+`await worker.stop()` at its end.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from gateway.batches.answers import Answer, LineAnswers
 from gateway.batches.chunks import Chunk, Commit, LineResult
@@ -34,10 +35,13 @@ from gateway.batches.objects import BatchError, BatchStatus
 from gateway.batches.records import CANCELLED, EXPIRED, unsent_record
 from gateway.batches.store import BatchStore, Claim, LeaseLost
 from gateway.batches.validation import InputCheck, LineRequest
+from gateway.embedder import ModelFacts
 from gateway.errors import ResourceNotFound
 from gateway.files.lines import LineTooLong
 from gateway.files.store import FileStore
 from gateway.metrics import Metrics
+from gateway.protocol import EmbeddingRequest
+from gateway.service import EmbeddingService
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway.batches")
@@ -56,21 +60,26 @@ class BatchWorker:
         self,
         store: BatchStore,
         files: FileStore,
-        answers: LineAnswers,
+        service: EmbeddingService,
         *,
+        request_type: type[EmbeddingRequest],
+        facts: ModelFacts,
         settings: Settings,
-        max_tokens: int,
         metrics: Metrics,
-        recent_builds: Callable[[], list[str]],
     ) -> None:
         self._store = store
         self._files = files
-        self._answers = answers
+        self._answers = LineAnswers(
+            service,
+            request_type=request_type,
+            model=facts.served_model_name,
+            max_in_flight=settings.batch_max_in_flight,
+        )
+        self._builds = service.builds
         self._settings = settings
         self._lease_s = settings.batch_lease_s
-        self._max_tokens = max_tokens
+        self._max_tokens = facts.max_tokens
         self._metrics = metrics
-        self._recent_builds = recent_builds
         self.id = uuid.uuid4().hex
         self._chunks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -237,7 +246,7 @@ class BatchWorker:
         outcome, batch_build = await commit(chunk, results, build=build, worker=self.id)
         if outcome is Commit.OTHER_BUILD:
             assert build is not None and batch_build is not None
-            if batch_build in self._recent_builds():
+            if batch_build in self._builds.recent():
                 logger.info("batch %s: chunk at line %d from another build, again", *_where(chunk))
                 await self._again(chunk)
                 return

@@ -12,7 +12,6 @@ import orjson
 from gateway_fakes import FACTS, FakeEmbedder
 
 from gateway.admission import Admission
-from gateway.batches.answers import LineAnswers
 from gateway.batches.objects import TERMINAL, Batch, CreateBatch
 from gateway.batches.store import BatchStore
 from gateway.batches.worker import BatchWorker
@@ -106,23 +105,17 @@ async def running(
         metrics=metrics,
         **timing,
     )
-    answers = LineAnswers(
-        service,
-        request_type=request_type(Limits.of(config, FACTS)),
-        model=FACTS.served_model_name,
-        max_in_flight=config.batch_max_in_flight,
-    )
     database = Database.open(tmp_path / "epithre.sqlite3")
     store = BatchStore(database)
     files = FileStore(database, DiskPayloads(tmp_path / "files"), limits=FileLimits.of(config))
     worker = BatchWorker(
         store,
         files,
-        answers,
+        service,
+        request_type=request_type(Limits.of(config, FACTS)),
+        facts=FACTS,
         settings=config,
-        max_tokens=FACTS.max_tokens,
         metrics=metrics,
-        recent_builds=service.builds.recent,
     )
     harness = Harness(store, files, worker, metrics, embedder, config)
     if start:
