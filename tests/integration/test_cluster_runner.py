@@ -75,10 +75,11 @@ def test_prometheus_scrapes_both_gateways_and_both_tritons(cluster: Cluster) -> 
 
 
 def test_stopping_the_cluster_leaves_no_process_and_no_shared_memory(cluster: Cluster) -> None:
-    supervisors = [*cluster.tritons, *cluster.gateways, cluster.haproxy, cluster.prometheus]
+    supervisors = [supervisor for layer in cluster.layers for supervisor in layer]
+    assert {s.name for s in supervisors} >= {"haproxy", "prometheus", "redis"}
     pids = [pid for supervisor in supervisors for pid in process_tree(supervisor.pid)]
-    # The servers, their Python stubs (five models, image decoders twice), and the other four.
-    assert len(pids) >= 2 * 7 + 4
+    # The servers, their Python stubs (five models, image decoders twice), and the other five.
+    assert len(pids) >= 2 * 7 + 5
     regions = [region for t in cluster.tritons for region in t.child.shm_regions]
     assert regions
     cluster.stop()
