@@ -48,8 +48,8 @@ logger = logging.getLogger("gateway.batches")
 CHUNKS_AT_ONCE = 2
 # How often an idle worker looks for work that another process created (its own routes wake it).
 POLL_S = 1.0
-# Lines copied into the database per transaction while validating, and read per transaction
-# while writing the files.
+# Lines read per transaction (that copies the valid ones in) while validating, and lines read
+# per transaction while writing the files.
 STAGE_LINES = 1000
 RECORD_PAGE = 500
 STATUSES: tuple[BatchStatus, ...] = BatchStatus.__args__
@@ -151,7 +151,8 @@ class BatchWorker:
                     # Once a line is bad the batch fails: the rest is only read for its problems.
                     if request is not None and not check.failed:
                         staged.append(request)
-                    if len(staged) >= STAGE_LINES:
+                    # Staging also renews the lease, so it goes on while only problems are read.
+                    if number % STAGE_LINES == 0:
                         await self._stage(claim, staged)
             except LineTooLong as long:
                 check.note(
@@ -186,7 +187,7 @@ class BatchWorker:
         except LeaseLost:
             # Cancelled meanwhile (its close is next, so the lease is given back), or taken over.
             await self._store.release_batch(claim.id, worker=self.id)
-            logger.info("batch %s: validation stopped, the batch was cancelled", claim.id)
+            logger.info("batch %s: validation stopped: cancelled, or taken over", claim.id)
             return
         logger.info(
             "batch %s %s: %d requests",

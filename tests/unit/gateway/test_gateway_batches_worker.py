@@ -254,3 +254,21 @@ def test_each_line_body_is_parsed_by_the_realtime_validation(tmp_path) -> None:
     assert batch.status == "completed" and batch.output_file_id is None
     assert (line["response"]["status_code"], line["response"]["body"]) == (status, expected)
     assert expected["error"]["code"] == "model_not_found"
+
+
+def test_a_worker_that_stops_gives_its_chunks_back_at_once(tmp_path) -> None:
+    lines = [texts(f"id-{i}", f"text {i}") for i in range(1, 3)]
+
+    async def scenario():
+        embedder = GatedEmbedder(blocked={"text 1"})
+        async with running(tmp_path, embedder, batch_lease_s=600) as harness:
+            batch_id = await harness.submit(lines)
+            async with asyncio.timeout(5):
+                while (await harness.store.get(OWNER, batch_id)).status != "in_progress":
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # the worker holds the chunk, its line waiting
+            await harness.worker.stop()
+            return await harness.store.chunks.claim(worker="next", lease_s=600)
+
+    chunk = asyncio.run(scenario())
+    assert chunk is not None and chunk.attempt == 2
