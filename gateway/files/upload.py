@@ -28,10 +28,13 @@ from gateway.params import parse_params
 from gateway.settings import Settings
 
 FILE_FIELD = "file"
-# Room for the form around the file: boundaries, part headers and the few small fields.
-FORM_ALLOWANCE = 64 * 1024
 FIELD_BYTES = 1024
 MAX_FIELDS = 16
+# Room for the form around the file: at most MAX_FIELDS small fields before it, each with
+# python-multipart's cap of 8 headers of 4 KiB. Above that bound and above the size of one
+# chunk of the body (uvicorn hands on up to a few hundred KiB at once), so that a file over its
+# cap meets the file's 413, which names the file, and not the body's.
+FORM_ALLOWANCE = 1024 * 1024
 
 
 @dataclass(frozen=True)
