@@ -61,8 +61,11 @@ def _batched(
     if queue_delay_us is None:
         return config
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    config.dynamic_batching.priority_levels = wire.PRIORITY_LEVELS
+    config.dynamic_batching.default_priority_level = wire.PRIORITY_REALTIME
     policy = config.dynamic_batching.default_queue_policy
-    # A bounded queue turns overload into an immediate error the gateway answers with 429.
+    # A bounded queue (at each priority level) turns overload into an immediate error the gateway
+    # answers with 429.
     policy.max_queue_size = QUEUE_SIZE
     # A request waits no longer than the timeout it names (the gateway's remaining deadline),
     # then is rejected unrun: a tower's time goes to callers still waiting (wire.QUEUE_TIMEOUT_US).

@@ -34,6 +34,8 @@ class EmbedOptions:
     instruction: str = ""  # "" = none; texts only
     truncate: str = wire.TRUNCATE_END
     timeout_s: float | None = None  # None = the embedder's own deadline
+    # The towers' queue priority: realtime requests go before batch work (wire.PRIORITY_BATCH).
+    priority: int = wire.PRIORITY_REALTIME
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from gateway.errors import (
 )
 from gateway.metrics import Metrics
 from gateway.protocol import EmbeddingRequest, ItemType
+from model_repository import wire
 
 # How many times the parts of a request that came back from another build are sent again, and
 # in how many copies at once. A round_robin channel gives consecutive calls to different Tritons,
@@ -119,8 +120,13 @@ class EmbeddingService:
         self._clock = clock
         self.builds = RecentBuilds(clock=clock)
 
-    async def embed(self, request: EmbeddingRequest, *, caller: bytes) -> Embeddings:
-        """Admit, embed and reassemble; 429 when it could not finish, 503 while Triton is out."""
+    async def embed(
+        self, request: EmbeddingRequest, *, caller: bytes, priority: int = wire.PRIORITY_REALTIME
+    ) -> Embeddings:
+        """Admit, embed and reassemble; 429 when it could not finish, 503 while Triton is out.
+
+        `priority` is the towers' queue priority: batch work (wire.PRIORITY_BATCH) waits behind
+        realtime requests."""
         cost = request_cost(request, max_tokens=self._max_tokens)
         try:
             self.breaker.check()
@@ -133,7 +139,7 @@ class EmbeddingService:
             raise
         self._metrics.admitted.inc()
         try:
-            result = await self._embed(request)
+            result = await self._embed(request, priority=priority)
         except (BackendUnavailable, BackendTimeout):
             ticket.release(done=False)
             self.breaker.failed()
@@ -156,13 +162,14 @@ class EmbeddingService:
         self.breaker.succeeded()
         return result
 
-    async def _embed(self, request: EmbeddingRequest) -> Embeddings:
+    async def _embed(self, request: EmbeddingRequest, *, priority: int) -> Embeddings:
         started = self._clock()
         options = EmbedOptions(
             dimensions=request.dimensions,
             instruction=request.instruction,
             truncate=request.truncate,
             timeout_s=self._deadline_s,
+            priority=priority,
         )
         texts_at, images_at = request.text_positions, request.image_positions
         texts = [request.input[i] for i in texts_at]

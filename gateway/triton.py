@@ -231,6 +231,7 @@ class TritonEmbedder:
                         # (an overload answer, 429) rather than compute it for a caller about to
                         # get 504.
                         timeout=int(timeout_s * QUEUE_SHARE * 1_000_000),
+                        priority=options.priority,
                     )
             except BackendUnavailable:
                 if tries == TRANSPORT_TRIES:

@@ -48,6 +48,12 @@ QUEUE_TIMEOUT_US = 600 * 1_000_000
 # GOAWAY too_many_pings, which ends the calls in flight too.
 KEEPALIVE_TIME_MS = 1_000
 KEEPALIVE_TIMEOUT_MS = 1_000
+# Priorities of the towers' queues (the models with a dynamic batcher; the ensemble passes a
+# request's priority to every step, and the models without a batcher run each request at once):
+# realtime requests, the default, are taken before any queued batch work.
+PRIORITY_LEVELS = 2
+PRIORITY_REALTIME = 1
+PRIORITY_BATCH = 2
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,8 @@ def test_local_tower_merges_requests_of_any_length_and_production_only_equal_sha
 
 def check_only_towers_queue(repo: Path, towers: set[str]) -> None:
     """Only the `towers` have a dynamic batcher, in every config file (production's too); each
-    bounds its queue and rejects a request unrun once the timeout it names has passed."""
+    bounds its queue, rejects a request unrun once the timeout it names has passed, and takes
+    realtime requests (the default priority) before batch work."""
     files = sorted(repo.glob("*/config.pbtxt")) + sorted(repo.glob("*/configs/*.pbtxt"))
     written = {str(path.relative_to(repo)): _config(path) for path in files}
     batched = {where for where, config in written.items() if config.HasField("dynamic_batching")}
@@ -190,6 +191,13 @@ def check_only_towers_queue(repo: Path, towers: set[str]) -> None:
         )
         for where, policy in policies.items()
     } == dict.fromkeys(policies, expected)
+    assert {
+        where: (
+            written[where].dynamic_batching.priority_levels,
+            written[where].dynamic_batching.default_priority_level,
+        )
+        for where in batched
+    } == dict.fromkeys(batched, (wire.PRIORITY_LEVELS, wire.PRIORITY_REALTIME))
 
 
 def test_only_the_tower_queues_and_its_queue_honours_the_callers_timeout(exported):

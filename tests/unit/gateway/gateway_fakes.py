@@ -84,6 +84,7 @@ class FakeEmbedder:
                 "instruction": options.instruction,
                 "truncate": options.truncate,
                 "dimensions": options.dimensions,
+                "priority": options.priority,
             }
         )
         if self.error is not None:

@@ -7,7 +7,7 @@ import base64
 
 import numpy as np
 import pytest
-from gateway_fakes import FACTS, MULTIMODAL
+from gateway_fakes import FACTS, MULTIMODAL, FakeEmbedder
 
 from gateway.admission import Admission
 from gateway.breaker import CircuitBreaker
@@ -18,6 +18,7 @@ from gateway.protocol import Limits
 from gateway.service import EmbeddingService, length_groups
 from gateway.settings import Settings
 from gateway.validation import parse_request, request_type
+from model_repository import wire
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -75,10 +76,10 @@ def service(embedder, *, text_parts: int, deadline_s: float = 30.0) -> Embedding
     )
 
 
-def embed(service: EmbeddingService, body, caller: bytes = b"k"):
+def embed(service: EmbeddingService, body, caller: bytes = b"k", **options):
     async def run():
         try:
-            return await service.embed(body, caller=caller)
+            return await service.embed(body, caller=caller, **options)
         finally:
             await service.breaker.close()
 
@@ -163,3 +164,13 @@ def test_a_backend_failure_passes_through_unchanged():
 
     with pytest.raises(BackendUnavailable):
         embed(service(Down(), text_parts=2), request("a", "b"))
+
+
+def test_batch_work_reaches_the_towers_at_batch_priority_and_requests_at_realtime():
+    embedder = FakeEmbedder()
+    embed(service(embedder, text_parts=1), request("kucing"))
+    embed(service(embedder, text_parts=1), request("oren"), priority=wire.PRIORITY_BATCH)
+    assert [call["priority"] for call in embedder.calls] == [
+        wire.PRIORITY_REALTIME,
+        wire.PRIORITY_BATCH,
+    ]

@@ -30,6 +30,7 @@ from gateway.triton import (
     map_triton_errors,
     parse_facts,
 )
+from model_repository import wire
 
 CONFIG = {
     "config": {
@@ -261,9 +262,10 @@ class StubClient:
         self.calls.append({"model": model_name, "as_json": as_json, "timeout": client_timeout})
         return CONFIGS[model_name]
 
-    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout):
+    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout, priority):
         self.calls.append(
             {
+                "priority": priority,
                 "model": model_name,
                 "inputs": inputs,
                 "outputs": [o.name() for o in outputs],
@@ -406,13 +408,18 @@ class VanishingClient(StubClient):
         super().__init__()
         self.failures = list(failures)
 
-    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout):
+    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout, priority):
         if self.failures:
             status, message = self.failures.pop(0)
             self.calls.append({"failed": message, "timeout": client_timeout})
             raise InferenceServerException(msg=message, status=status)
         return await super().infer(
-            model_name, inputs, outputs=outputs, client_timeout=client_timeout, timeout=timeout
+            model_name,
+            inputs,
+            outputs=outputs,
+            client_timeout=client_timeout,
+            timeout=timeout,
+            priority=priority,
         )
 
 
@@ -443,3 +450,11 @@ def test_an_overload_answer_is_never_tried_again():
     with pytest.raises(BackendBusy):
         asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions()))
     assert len(client.calls) == 1
+
+
+def test_a_call_goes_at_realtime_priority_unless_told_batch():
+    client = StubClient()
+    embedder = TritonEmbedder(client, timeout_s=30.0)  # type: ignore[arg-type]
+    asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions()))
+    asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions(priority=wire.PRIORITY_BATCH)))
+    assert [call["priority"] for call in client.calls] == [1, 2]
