@@ -19,6 +19,8 @@ from starlette.routing import Route
 from gateway.access_log import AccessLogMiddleware
 from gateway.admission import Admission
 from gateway.auth import APIKeys
+from gateway.batches.store import BatchStore
+from gateway.batches.worker import BatchWorker
 from gateway.body import BodyLimits
 from gateway.breaker import CircuitBreaker
 from gateway.channel import client, reopen_every
@@ -154,6 +156,19 @@ def create_app(
                 metrics=metrics,
                 clock=clock,
             )
+            app.state.batches = BatchStore(database)
+            worker = None
+            if settings.batch_worker:
+                worker = BatchWorker(
+                    app.state.batches,
+                    files,
+                    app.state.service,
+                    request_type=app.state.request_type,
+                    facts=facts,
+                    settings=settings,
+                    metrics=metrics,
+                )
+                worker.start()
             metrics_server = None
             if settings.metrics_port:
                 metrics_server, _ = start_http_server(
@@ -172,6 +187,9 @@ def create_app(
                 )
             logger.info("serving %s (%s)", facts.served_model_name, facts.fingerprint)
             yield
+            # Before the database closes: the worker gives the chunks it holds back.
+            if worker is not None:
+                await worker.stop()
             if reopening is not None:
                 reopening.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -23,6 +23,10 @@ class Endpoint:
     summary: str = ""
     answer: str = ""  # what a 200 means
     response: type[BaseModel] | None = None
+    # The JSON body's declaration (EmbeddingRequest stands for this deployment's, built from its
+    # limits) and the query string's; `{name}`s in the path are its path parameters.
+    request: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
     # Every error it can answer, besides 404/405 for unknown routes and methods.
     errors: tuple[type[APIError], ...] = ()
     authenticated: bool = True

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format, text_format
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from tritonclient.grpc import model_config_pb2
 
+from gateway.endpoint import Endpoint
 from gateway.errors import APIError
-from gateway.protocol import Error, Limits
+from gateway.protocol import EmbeddingRequest, Error, Limits
 from gateway.routes import ENDPOINTS, JSON
 from gateway.settings import Settings
 from gateway.triton import parse_facts
@@ -28,6 +31,7 @@ from gateway.validation import request_type
 from model_repository import wire
 
 COMPONENTS = "#/components/schemas/{model}"
+PATH_PARAMETER = re.compile(r"{(\w+)}")
 HEADERS = {
     "Retry-After": "Seconds to wait before retrying.",
     "WWW-Authenticate": "The authentication scheme: Bearer.",
@@ -58,11 +62,38 @@ def _errors(errors: tuple[type[APIError], ...]) -> dict[str, Any]:
     return responses
 
 
+def _body(endpoint: Endpoint, request: type[EmbeddingRequest]) -> type[BaseModel] | None:
+    return request if endpoint.request is EmbeddingRequest else endpoint.request
+
+
+def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    """The path's `{name}`s, then the query's fields as the client spells them."""
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in PATH_PARAMETER.findall(endpoint.path)
+    ]
+    if endpoint.query is not None:
+        properties = endpoint.query.model_json_schema(by_alias=True)["properties"]
+        for name, field in endpoint.query.model_fields.items():
+            spelled = field.alias or name
+            parameters.append(
+                {
+                    "name": spelled,
+                    "in": "query",
+                    "required": field.is_required(),
+                    "description": field.description or "",
+                    "schema": properties[spelled],
+                }
+            )
+    return parameters
+
+
 def build_document(limits: Limits) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a deployment with `limits`."""
-    request = request_type(limits)
     published = [e for e in ENDPOINTS if e.operation_id]
-    models = [(request, "validation"), (Error, "serialization")]
+    bodies = {e: _body(e, request_type(limits)) for e in published}
+    models = [(body, "validation") for body in dict.fromkeys(bodies.values()) if body]
+    models += [(Error, "serialization")]
     models += [(e.response, "serialization") for e in published if e.response]
     _, schemas = models_json_schema(models, ref_template=COMPONENTS)
     paths: dict[str, Any] = {}
@@ -73,16 +104,20 @@ def build_document(limits: Limits) -> dict[str, Any]:
         }
         if not endpoint.authenticated:
             operation["security"] = []
-        if endpoint.method == "POST":
+        parameters = _parameters(endpoint)
+        if parameters:
+            operation["parameters"] = parameters
+        body = bodies[endpoint]
+        if body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {JSON: {"schema": _ref(request)}},
+                "content": {JSON: {"schema": _ref(body)}},
             }
         success = {"description": endpoint.answer}
         if endpoint.response is not None:
             success["content"] = {JSON: {"schema": _ref(endpoint.response)}}
         operation["responses"] = {"200": success, **_errors(endpoint.errors)}
-        paths[endpoint.path] = {endpoint.method.lower(): operation}
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {

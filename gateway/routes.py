@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.batches.routes import BATCH_ENDPOINTS
 from gateway.body import read_json
 from gateway.disconnect import unless_disconnected
 from gateway.encoding import render_embeddings
@@ -37,7 +38,7 @@ from gateway.errors import (
     UnsupportedMediaType,
     error_response,
 )
-from gateway.protocol import EmbeddingResponse, Model, ModelList, Status
+from gateway.protocol import EmbeddingRequest, EmbeddingResponse, Model, ModelList, Status
 from gateway.validation import parse_request
 
 logger = logging.getLogger("gateway")
@@ -151,6 +152,7 @@ ENDPOINTS = (
         summary="Embed texts and images",
         answer="One embedding per input item, in input order.",
         response=EmbeddingResponse,
+        request=EmbeddingRequest,
         errors=(
             InvalidRequest,
             ModelNotFound,
@@ -204,4 +206,5 @@ ENDPOINTS = (
     ),
     Endpoint(METRICS_PATH, "GET", metrics, authenticated=False),
     Endpoint("/openapi.json", "GET", openapi, authenticated=False),
+    *BATCH_ENDPOINTS,
 )

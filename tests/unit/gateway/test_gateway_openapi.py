@@ -65,6 +65,10 @@ def test_document_loads_in_schemathesis_with_every_operation() -> None:
         ("GET", "/v1/models"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
+        ("POST", "/v1/batches"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v1/batches/{batch_id}"),
+        ("POST", "/v1/batches/{batch_id}/cancel"),
     }
 
 
