@@ -115,6 +115,41 @@ def test_the_batch_worker_can_be_turned_off_on_a_serving_replica(value, expected
     assert Settings().batch_worker is True
 
 
+def test_file_settings_are_read_from_their_variables():
+    settings = Settings.from_env(
+        {
+            "EPITHRE_DATA_DIR": "/var/lib/epithre",
+            "EPITHRE_MAX_FILE_BYTES": "1000",
+            "EPITHRE_MIN_UPLOAD_BYTES_PER_S": "2.5",
+            "EPITHRE_FILE_QUOTA_BYTES": "0",
+            "EPITHRE_BATCH_FILE_EXPIRY_S": "3600",
+        }
+    )
+    assert (settings.data_dir, settings.max_file_bytes, settings.min_upload_bytes_per_s) == (
+        "/var/lib/epithre",
+        1000,
+        2.5,
+    )
+    assert (settings.file_quota_bytes, settings.batch_file_expiry_s) == (0, 3600)
+    defaults = Settings()
+    assert (defaults.data_dir, defaults.max_file_bytes) == ("data", 200 * 1024 * 1024)
+    assert defaults.batch_file_expiry_s == 30 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EPITHRE_MAX_FILE_BYTES", "0"),
+        ("EPITHRE_MIN_UPLOAD_BYTES_PER_S", "0"),
+        ("EPITHRE_FILE_QUOTA_BYTES", "-1"),
+        ("EPITHRE_BATCH_FILE_EXPIRY_S", "soon"),
+    ],
+)
+def test_bad_file_settings_raise_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=f"^{name}='{value}'"):
+        Settings.from_env({name: value})
+
+
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
