@@ -25,6 +25,7 @@ import tritonclient.grpc as grpcclient
 from model_repository import wire
 from runner.stack import Stack, running_stack
 from tests.integration.conftest import cosine, short_texts
+from tests.integration.direct import infer_texts
 
 pytestmark = pytest.mark.integration
 
@@ -171,34 +172,13 @@ def _tower_counts(grpc_url: str) -> tuple[int, int]:
     return int(model.get("inference_count", 0)), int(failed)
 
 
-def _load_directly(grpc_url: str, texts: list[str]) -> None:
-    """One request straight to the ensemble: work the gateway's admission does not see."""
-    client = grpcclient.InferenceServerClient(grpc_url)
-    n = len(texts)
-    inputs = []
-    for tensor, values in (
-        (wire.TEXT, [t.encode() for t in texts]),
-        (wire.INSTRUCTION, [b""] * n),
-        (wire.TRUNCATE, [b"END"] * n),
-    ):
-        infer_input = grpcclient.InferInput(tensor.name, [n, 1], tensor.dtype)
-        infer_input.set_data_from_numpy(np.array(values, dtype=np.object_).reshape(n, 1))
-        inputs.append(infer_input)
-    dimensions = grpcclient.InferInput(wire.DIMENSIONS.name, [n, 1], wire.DIMENSIONS.dtype)
-    dimensions.set_data_from_numpy(np.zeros((n, 1), dtype=np.int32))
-    try:
-        client.infer(wire.ENSEMBLE_TEXT, [*inputs, dimensions], client_timeout=120)
-    finally:
-        client.close()
-
-
 def test_a_request_whose_client_left_while_queued_is_not_executed(stack, overload):
     # Both tower instances busy for longer than the queue timeout (0.8 x 5 s) with work sent
     # past the gateway; then a 7-text request through it whose client gives up after 1 s.
     long = ["kata " * 300] * 64
     before_rows, before_failed = _tower_counts(stack.triton.grpc_url)
     with ThreadPoolExecutor(2) as pool:
-        loads = [pool.submit(_load_directly, stack.triton.grpc_url, long) for _ in range(2)]
+        loads = [pool.submit(infer_texts, stack.triton.grpc_url, long) for _ in range(2)]
         time.sleep(0.5)
         with pytest.raises(httpx.TimeoutException):
             httpx.post(
