@@ -27,6 +27,9 @@ class Endpoint:
     # limits) and the query string's; `{name}`s in the path are its path parameters.
     request: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
+    # Media types other than JSON: a form upload's body, a file's bytes answered as a 200.
+    request_media_type: str = "application/json"
+    response_media_type: str = "application/json"
     # Every error it can answer, besides 404/405 for unknown routes and methods.
     errors: tuple[type[APIError], ...] = ()
     authenticated: bool = True

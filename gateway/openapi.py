@@ -31,6 +31,7 @@ from gateway.validation import request_type
 from model_repository import wire
 
 COMPONENTS = "#/components/schemas/{model}"
+BYTES = {"type": "string", "format": "binary"}
 PATH_PARAMETER = re.compile(r"{(\w+)}")
 HEADERS = {
     "Retry-After": "Seconds to wait before retrying.",
@@ -111,11 +112,13 @@ def build_document(limits: Limits) -> dict[str, Any]:
         if body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {JSON: {"schema": _ref(body)}},
+                "content": {endpoint.request_media_type: {"schema": _ref(body)}},
             }
         success = {"description": endpoint.answer}
         if endpoint.response is not None:
             success["content"] = {JSON: {"schema": _ref(endpoint.response)}}
+        elif endpoint.response_media_type != JSON:
+            success["content"] = {endpoint.response_media_type: {"schema": BYTES}}
         operation["responses"] = {"200": success, **_errors(endpoint.errors)}
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {

@@ -38,6 +38,7 @@ from gateway.errors import (
     UnsupportedMediaType,
     error_response,
 )
+from gateway.files.routes import FILE_ENDPOINTS
 from gateway.protocol import EmbeddingRequest, EmbeddingResponse, Model, ModelList, Status
 from gateway.validation import parse_request
 
@@ -206,5 +207,6 @@ ENDPOINTS = (
     ),
     Endpoint(METRICS_PATH, "GET", metrics, authenticated=False),
     Endpoint("/openapi.json", "GET", openapi, authenticated=False),
+    *FILE_ENDPOINTS,
     *BATCH_ENDPOINTS,
 )

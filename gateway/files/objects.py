@@ -82,7 +82,7 @@ class UploadFields(BaseModel):
 
 
 class FileUpload(UploadFields):
-    """The whole multipart/form-data body, for the OpenAPI document."""
+    """POST /v1/files' multipart/form-data body: the fields, then the file."""
 
     file: bytes = Field(
         description="A .jsonl file, one batch request a line; the other fields come before it."

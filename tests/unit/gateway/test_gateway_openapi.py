@@ -69,6 +69,11 @@ def test_document_loads_in_schemathesis_with_every_operation() -> None:
         ("GET", "/v1/batches"),
         ("GET", "/v1/batches/{batch_id}"),
         ("POST", "/v1/batches/{batch_id}/cancel"),
+        ("POST", "/v1/files"),
+        ("GET", "/v1/files"),
+        ("GET", "/v1/files/{file_id}"),
+        ("GET", "/v1/files/{file_id}/content"),
+        ("DELETE", "/v1/files/{file_id}"),
     }
 
 
