@@ -28,6 +28,7 @@ from gateway.errors import APIError, BackendTimeout, RetryLater
 from gateway.protocol import EmbeddingRequest
 from gateway.service import EmbeddingService
 from gateway.validation import parse_request
+from model_repository import wire
 
 logger = logging.getLogger("gateway.batches")
 # Admission control's identity for all batch work: one caller apart from every key (no sha256
@@ -76,7 +77,10 @@ class LineAnswers:
     async def _send(self, custom_id: str, body: bytes) -> Answer:
         try:
             request = parse_request(orjson.loads(body), self._request_type)
-            result = await self._service.embed(request, caller=BATCH_CALLER)
+            # Behind every realtime request in the towers' queues (wire.PRIORITY_BATCH).
+            result = await self._service.embed(
+                request, caller=BATCH_CALLER, priority=wire.PRIORITY_BATCH
+            )
         except LOAD:
             raise
         except APIError as refused:

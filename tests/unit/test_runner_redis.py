@@ -1,4 +1,4 @@
-"""runner/redis.py: Debian's redis-server on loopback, supervised like every child of the cluster."""
+"""runner/redis.py: Debian's redis-server on loopback, supervised like every cluster child."""
 
 from __future__ import annotations
 

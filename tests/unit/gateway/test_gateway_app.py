@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from gateway import Settings, create_app
 from gateway.app import wait_for_facts
 from gateway.errors import BackendUnavailable, TokenLimitExceeded
+from model_repository import wire
 
 TEXTS = ["kucing oren tidur di kasur", "anjing golden retriever"]
 
@@ -78,7 +79,13 @@ def test_all_texts_go_to_the_embedder_in_one_call_with_the_request_options():
             },
         )
     assert embedder.calls == [
-        {"texts": TEXTS, "instruction": "query:", "truncate": "START", "dimensions": 64}
+        {
+            "texts": TEXTS,
+            "instruction": "query:",
+            "truncate": "START",
+            "dimensions": 64,
+            "priority": wire.PRIORITY_REALTIME,
+        }
     ]
 
 

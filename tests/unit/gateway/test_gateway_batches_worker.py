@@ -11,6 +11,7 @@ from gateway_fakes import FACTS, FakeClock, FakeEmbedder, fake_tokens, fake_vect
 from gateway.batches.objects import CreateBatch, OutputLine
 from gateway.batches.validation import check_line
 from gateway.errors import BackendBusy
+from model_repository import wire
 
 
 @dataclass
@@ -272,3 +273,13 @@ def test_a_worker_that_stops_gives_its_chunks_back_at_once(tmp_path) -> None:
 
     chunk = asyncio.run(scenario())
     assert chunk is not None and chunk.attempt == 2
+
+
+def test_batch_lines_reach_the_towers_at_batch_priority(tmp_path) -> None:
+    async def scenario():
+        async with running(tmp_path) as harness:
+            await harness.ended(await harness.submit([texts("a", "one"), texts("b", "two")]))
+            return harness.embedder.calls
+
+    calls = asyncio.run(scenario())
+    assert [call["priority"] for call in calls] == [wire.PRIORITY_BATCH] * 2

@@ -26,6 +26,7 @@ from gateway_fakes import (
 from PIL import Image
 
 from gateway.encoding import encode_rows
+from model_repository import wire
 
 PNG = encoded_image()
 JPEG = encoded_image("JPEG")
@@ -73,7 +74,13 @@ def test_texts_go_as_one_call_and_each_image_as_its_own_with_the_same_dimensions
     client, embedder = multimodal
     post(client, ["a", RAW, "b", DATA_URI], dimensions=16)
     assert embedder.calls == [
-        {"texts": ["a", "b"], "instruction": "", "truncate": "END", "dimensions": 16},
+        {
+            "texts": ["a", "b"],
+            "instruction": "",
+            "truncate": "END",
+            "dimensions": 16,
+            "priority": wire.PRIORITY_REALTIME,
+        },
         {"image": PNG, "dimensions": 16},
         {"image": JPEG, "dimensions": 16},
     ]
