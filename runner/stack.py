@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -46,14 +47,19 @@ def wait_http_ok(url: str, *, deadline_s: float, process: subprocess.Popen[bytes
 
 @contextmanager
 def gateway_process(grpc_url: str, **settings: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    gateway = LocalGateway(grpc_url, port=free_port(), settings=settings)
-    gateway.start()
-    try:
-        assert gateway.process is not None
-        wait_http_ok(gateway.ready_url, deadline_s=60, process=gateway.process)
-        yield gateway.process, gateway.base_url
-    finally:
-        gateway.stop()
+    """A gateway on a free port; its files and batches go to a temporary EPITHRE_DATA_DIR,
+    removed at the end, unless `settings` name one."""
+    with tempfile.TemporaryDirectory(prefix="epithre-data-") as data_dir:
+        gateway = LocalGateway(
+            grpc_url, port=free_port(), settings={"EPITHRE_DATA_DIR": data_dir, **settings}
+        )
+        gateway.start()
+        try:
+            assert gateway.process is not None
+            wait_http_ok(gateway.ready_url, deadline_s=60, process=gateway.process)
+            yield gateway.process, gateway.base_url
+        finally:
+            gateway.stop()
 
 
 @contextmanager
@@ -70,7 +76,8 @@ def running_stack(workdir: Path, repository: Path = DEFAULT_REPOSITORY, **settin
 @contextmanager
 def runner_process(workdir: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m runner`, as `make serve` runs it, on free ports and in its own process group;
-    `settings` (EPITHRE_* variables) are added to the environment it gives the gateway.
+    `settings` (EPITHRE_* variables) are added to the environment it gives the gateway, whose
+    EPITHRE_DATA_DIR is `workdir`/data unless they name one.
 
     Yields the runner and the gateway's base URL once the gateway is ready; at the end stops the
     runner, and kills whatever it started that is still alive if it does not stop.
@@ -81,7 +88,13 @@ def runner_process(workdir: Path, **settings: str) -> Iterator[tuple[subprocess.
         *(f"--triton-http-port={ports.http}", f"--triton-grpc-port={ports.grpc}"),
         f"--triton-metrics-port={ports.metrics}",
     ]
-    env = {**os.environ, **settings, "EPITHRE_HOST": "127.0.0.1", "EPITHRE_PORT": str(port)}
+    env = {
+        **os.environ,
+        "EPITHRE_DATA_DIR": str(workdir / "data"),
+        **settings,
+        "EPITHRE_HOST": "127.0.0.1",
+        "EPITHRE_PORT": str(port),
+    }
     runner = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
