@@ -12,6 +12,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission
@@ -152,19 +153,23 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by status and times it; unknown paths share one label."""
+    """Counts every HTTP request by status and times it, labelled by the route's template
+    (`/v1/files/{file_id}`); unknown paths share one label."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, paths: frozenset[str]) -> None:
         self.app = app
         self.metrics = metrics
-        self.paths = paths
+        self.templates = [(compile_path(path)[0], path) for path in sorted(paths)]
+
+    def _label(self, path: str) -> str:
+        # Labelling by raw path would let any client create unbounded label values.
+        return next((t for pattern, t in self.templates if pattern.match(path)), "other")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Labelling by raw path would let any client create unbounded label values.
-        path = scope["path"] if scope["path"] in self.paths else "other"
+        path = self._label(scope["path"])
         recorder = StatusRecorder(send)
         started = time.perf_counter()
         self.metrics.in_flight.inc()

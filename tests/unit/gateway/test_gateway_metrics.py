@@ -59,3 +59,15 @@ def test_each_app_has_its_own_registry():
         first.post("/v1/embeddings", json={"model": "epithre-embed", "input": "a"})
         values = samples(second.get("/metrics").text)
     assert values[("epithre_embedded_items_total", ())] == 0
+
+
+def test_requests_to_a_resource_are_counted_under_its_route_template():
+    with serve() as (client, _):
+        for file_id in ("file-a", "file-b"):
+            client.get(f"/v1/files/{file_id}")
+        client.get("/v1/files/file-a/content")
+        values = samples(client.get("/metrics").text)
+    one = ("path", "/v1/files/{file_id}")
+    content = ("path", "/v1/files/{file_id}/content")
+    assert values[("epithre_http_requests_total", (one, ("status", "404")))] == 2
+    assert values[("epithre_http_requests_total", (content, ("status", "404")))] == 1
