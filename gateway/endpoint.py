@@ -11,6 +11,13 @@ from starlette.responses import Response
 
 from gateway.errors import APIError
 
+JSON = "application/json"
+
+
+def json_response(value: BaseModel) -> Response:
+    """A declared object as the JSON body of a 200."""
+    return Response(value.model_dump_json().encode(), media_type=JSON)
+
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -21,10 +21,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from tritonclient.grpc import model_config_pb2
 
-from gateway.endpoint import Endpoint
+from gateway.endpoint import JSON, Endpoint
 from gateway.errors import APIError
 from gateway.protocol import EmbeddingRequest, Error, Limits
-from gateway.routes import ENDPOINTS, JSON
+from gateway.routes import ENDPOINTS
 from gateway.settings import Settings
 from gateway.triton import parse_facts
 from gateway.validation import request_type

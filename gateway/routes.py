@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +14,7 @@ from gateway.batches.routes import BATCH_ENDPOINTS
 from gateway.body import read_json
 from gateway.disconnect import unless_disconnected
 from gateway.encoding import render_embeddings
-from gateway.endpoint import Endpoint
+from gateway.endpoint import JSON, Endpoint, json_response
 from gateway.errors import (
     APIError,
     BackendBusy,
@@ -47,11 +46,6 @@ logger = logging.getLogger("gateway")
 RECENT_ANSWER_S = 2.0
 FINGERPRINT_HEADER = "X-Model-Fingerprint"
 METRICS_PATH = "/metrics"
-JSON = "application/json"
-
-
-def _json(value: BaseModel) -> Response:
-    return Response(value.model_dump_json().encode(), media_type=JSON)
 
 
 async def embeddings(request: Request) -> Response:
@@ -102,11 +96,11 @@ async def models(request: Request) -> Response:
         owned_by="epithre",
         fingerprint=fingerprint,
     )
-    return _json(ModelList(object="list", data=[model]))
+    return json_response(ModelList(object="list", data=[model]))
 
 
 async def live(request: Request) -> Response:
-    return _json(Status(status="live"))
+    return json_response(Status(status="live"))
 
 
 async def ready(request: Request) -> Response:
@@ -121,18 +115,18 @@ async def ready(request: Request) -> Response:
     # would only queue behind the backlog.
     answer = Status(status="ready", builds=service.builds.recent())
     if service.admission.answered_within(RECENT_ANSWER_S):
-        return _json(answer)
+        return json_response(answer)
     # Triton's own health can stay green with a dead Python stub; only a real embedding proves it.
     try:
         await state.embedder.probe()
     except BackendBusy:
-        return _json(answer)  # a full queue answered: Triton is alive
+        return json_response(answer)  # a full queue answered: Triton is alive
     except Exception as exc:
         logger.warning("readiness probe failed: %r", exc)
         if isinstance(exc, (BackendUnavailable, BackendTimeout)):
             service.breaker.failed(at_once=True)
         return error_response(BackendUnavailable("the model backend is not ready"), request)
-    return _json(answer)
+    return json_response(answer)
 
 
 async def metrics(request: Request) -> Response:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from gateway.batches.objects import Batch, BatchList, CreateBatch
 from gateway.body import read_json
-from gateway.endpoint import Endpoint
+from gateway.endpoint import Endpoint, json_response
 from gateway.errors import (
     BatchNotCancellable,
     BodyTooLarge,
@@ -37,10 +37,6 @@ class BatchListQuery(BaseModel):
     limit: int = Field(20, ge=1, le=100, description="Batches per page, newest first.")
 
 
-def _json(value: BaseModel) -> Response:
-    return Response(value.model_dump_json().encode(), media_type="application/json")
-
-
 async def create_batch(request: Request) -> Response:
     state = request.app.state
     caller = state.api_keys.check(request.headers)
@@ -64,26 +60,26 @@ async def create_batch(request: Request) -> Response:
         model=state.facts.served_model_name,
         window_s=state.settings.batch_completion_window_s,
     )
-    return _json(batch)
+    return json_response(batch)
 
 
 async def get_batch(request: Request) -> Response:
     state = request.app.state
     caller = state.api_keys.check(request.headers)
-    return _json(await state.batches.get(caller, request.path_params["batch_id"]))
+    return json_response(await state.batches.get(caller, request.path_params["batch_id"]))
 
 
 async def list_batches(request: Request) -> Response:
     state = request.app.state
     caller = state.api_keys.check(request.headers)
     query = parse_params(BatchListQuery, request.query_params)
-    return _json(await state.batches.page(caller, after=query.after, limit=query.limit))
+    return json_response(await state.batches.page(caller, after=query.after, limit=query.limit))
 
 
 async def cancel_batch(request: Request) -> Response:
     state = request.app.state
     caller = state.api_keys.check(request.headers)
-    return _json(await state.batches.cancel(caller, request.path_params["batch_id"]))
+    return json_response(await state.batches.cancel(caller, request.path_params["batch_id"]))
 
 
 BATCH_ENDPOINTS = (

@@ -5,11 +5,10 @@ Every route is by owner: another key's file answers 404 as if it did not exist.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.endpoint import Endpoint
+from gateway.endpoint import Endpoint, json_response
 from gateway.errors import (
     APIError,
     BodyTooLarge,
@@ -30,10 +29,6 @@ from gateway.params import parse_params
 CONTENT_TYPE = "application/octet-stream"
 
 
-def _json(value: BaseModel) -> Response:
-    return Response(value.model_dump_json().encode(), media_type="application/json")
-
-
 async def create_file(request: Request) -> Response:
     state = request.app.state
     owner = state.api_keys.check(request.headers)
@@ -52,7 +47,7 @@ async def create_file(request: Request) -> Response:
         response = error_response(error, request)
         response.headers["Connection"] = "close"
         return response
-    return _json(file)
+    return json_response(file)
 
 
 async def list_files(request: Request) -> Response:
@@ -62,13 +57,13 @@ async def list_files(request: Request) -> Response:
     page = await state.files.list(
         owner, purpose=query.purpose, after=query.after, limit=query.limit, order=query.order
     )
-    return _json(page)
+    return json_response(page)
 
 
 async def retrieve_file(request: Request) -> Response:
     state = request.app.state
     owner = state.api_keys.check(request.headers)
-    return _json(await state.files.get(owner, request.path_params["file_id"]))
+    return json_response(await state.files.get(owner, request.path_params["file_id"]))
 
 
 async def file_content(request: Request) -> Response:
@@ -81,7 +76,7 @@ async def file_content(request: Request) -> Response:
 async def delete_file(request: Request) -> Response:
     state = request.app.state
     owner = state.api_keys.check(request.headers)
-    return _json(await state.files.delete(owner, request.path_params["file_id"]))
+    return json_response(await state.files.delete(owner, request.path_params["file_id"]))
 
 
 FILE_ENDPOINTS = (
