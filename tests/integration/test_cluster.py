@@ -1,8 +1,8 @@
 """The production topology under failure: HAProxy, two gateways, two Tritons, Prometheus.
 
-One cluster (`runner.cluster.running_cluster`) serves every test, in file order: a calm phase
-first (Prometheus counts it), then kills and stops under about 8 requests in flight, then an
-overload.
+One cluster (`runner.cluster.running_cluster`, as `make cluster` runs it) serves every test, in
+file order: a calm phase first (Prometheus counts it), then kills and stops under about 8 requests
+in flight, then an overload; the last test stops it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from tritonclient.utils import InferenceServerException
 
 from model_repository import wire
 from runner.cluster import Cluster, running_cluster
+from runner.haproxy import SERVERS
+from runner.processes import process_tree, wait_gone
 from runner.prometheus import poll_api
-from runner.triton import LocalTriton
+from runner.triton import SHM_DIR, LocalTriton
 from tests.integration.conftest import cosine, short_texts
 
 pytestmark = pytest.mark.integration
@@ -179,6 +181,23 @@ def _query(cluster: Cluster, query: str, done: Callable[[list], bool]) -> list:
     return data["result"] if data else []
 
 
+def test_a_request_through_haproxy_gets_the_vectors_a_gateway_gives(cluster, alone):
+    texts = TEXTS[:2]
+    through = _post(httpx.Client(base_url=cluster.url, timeout=30), texts)
+    direct = _post(httpx.Client(base_url=cluster.gateways[0].child.base_url, timeout=30), texts)
+    vectors = [np.array([d["embedding"] for d in r.json()["data"]]) for r in (through, direct)]
+    assert vectors[0].shape == (2, 384)
+    assert np.allclose(vectors[0], vectors[1], atol=1e-5)
+    assert cluster.haproxy.child.server_states() == dict.fromkeys(SERVERS, "UP")
+
+
+def test_each_triton_runs_one_instance_of_each_tower(cluster):
+    for triton in cluster.tritons:
+        url = f"http://127.0.0.1:{triton.child.ports.http}/v2/models/{wire.TEXT_ENCODER}/config"
+        groups = httpx.get(url, timeout=10).json()["instance_group"]
+        assert [group["count"] for group in groups] == [1]
+
+
 def test_kill_9_of_a_triton_and_sigterm_of_a_gateway_fail_no_request(cluster, alone):
     triton, gateway = cluster.tritons[0], cluster.gateways[0]
     with Load(cluster.url, alone) as load:
@@ -264,3 +283,16 @@ def test_overload_through_the_cluster_causes_no_retry_storm(cluster, alone):
     served = sum(_requests_served(t.child) for t in cluster.tritons) - served_before
     assert served <= 1.5 * admitted, (served, admitted)
     assert set(statuses) == {200, 429}
+
+
+def test_stopping_the_cluster_leaves_no_process_and_no_shared_memory(cluster):
+    supervisors = [supervisor for layer in cluster.layers for supervisor in layer]
+    assert {s.name for s in supervisors} >= {"haproxy", "prometheus", "redis"}
+    pids = [pid for supervisor in supervisors for pid in process_tree(supervisor.pid)]
+    # The servers, their Python stubs (five models, image decoders twice), and the other five.
+    assert len(pids) >= 2 * 7 + 5
+    regions = [region for t in cluster.tritons for region in t.child.shm_regions]
+    assert regions
+    cluster.stop()
+    assert wait_gone(pids, deadline_s=10) == []
+    assert [region for region in regions if (SHM_DIR / region).exists()] == []
