@@ -25,7 +25,7 @@ from gateway.body import BodyLimits
 from gateway.breaker import CircuitBreaker
 from gateway.channel import client, reopen_every
 from gateway.concurrency import ConcurrencyLimitMiddleware
-from gateway.database import Database
+from gateway.database import open_database
 from gateway.disconnect import ClientDisconnected, handle_disconnect
 from gateway.embedder import Embedder, ModelFacts
 from gateway.errors import (
@@ -54,7 +54,6 @@ from gateway.validation import request_type
 
 logger = logging.getLogger("gateway")
 RETRY_INTERVAL_S = 0.5
-DATABASE_FILE = "epithre.sqlite3"
 # Expired files are hidden at once; the sweep only frees their space.
 EXPIRY_SWEEP_S = 300.0
 
@@ -109,11 +108,12 @@ def create_app(
         )
         metrics.watch_rate_limits(limiter.storage)
         app.state.limiter = limiter
-        # What outlives the process: the database the Files and Batch APIs share, and the files.
-        data = Path(settings.data_dir)
-        database = Database.open(data / DATABASE_FILE)
+        # What outlives the process: the database the Files and Batch APIs share (SQLite in the
+        # data dir, or PostgreSQL), and the files' bytes in the data dir.
+        database = open_database(settings)
         app.state.database = database
-        files = FileStore(database, DiskPayloads(data / "files"), limits=FileLimits.of(settings))
+        payloads = DiskPayloads(Path(settings.data_dir) / "files")
+        files = FileStore(database, payloads, limits=FileLimits.of(settings))
         app.state.files = files
         sweeping = asyncio.create_task(expire_every(files, interval_s=EXPIRY_SWEEP_S))
         # One gRPC client per event loop, so it is created here and not at import or build time.

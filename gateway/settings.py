@@ -16,6 +16,8 @@ MIB = 1024 * 1024
 # EPITHRE_RATE_LIMIT_STORAGE for this replica's memory; any other value is a Redis URL.
 MEMORY = "memory://"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# libpq takes both spellings.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class SettingsError(ValueError):
@@ -118,6 +120,11 @@ class Settings:
     # files' bytes (files/). Relative to the working directory: `make serve` uses data/ in the
     # checkout; gateways that share it (one machine, or one volume) share the files.
     data_dir: str = "data"
+    # EPITHRE_DATABASE_URL: postgresql://user:password@host:port/db keeps the Files and Batch
+    # APIs' metadata in PostgreSQL instead of SQLite in the data dir, so that replicas on several
+    # machines share the batches' work (their data dir then one volume they all mount). Unset:
+    # SQLite. Never logged: it may hold a password.
+    database_url: str | None = field(default=None, repr=False)
     # EPITHRE_MAX_FILE_BYTES: cap of one uploaded file (413 as soon as the stream passes it).
     max_file_bytes: int = 200 * MIB
     # EPITHRE_MIN_UPLOAD_BYTES_PER_S: after its first 5 seconds, a file upload must arrive at
@@ -160,7 +167,7 @@ class Settings:
         for f in fields(cls):
             name = PREFIX + f.name.upper()
             if name in environ:
-                values[f.name] = _cast(name, environ[name], _CASTS[f.name])
+                values[f.name] = _cast(name, environ[name], _CASTS[f.name], secret=not f.repr)
         if values.get("api_keys_file"):
             from_file = _keys_file(values["api_keys_file"])
             # dict.fromkeys drops a key given twice while keeping the order they were given in.
@@ -226,6 +233,12 @@ def _storage_url(raw: str) -> str:
     return raw
 
 
+def _database_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in POSTGRES_SCHEMES:
+        raise ValueError("must be a postgresql:// URL")
+    return raw
+
+
 def _fraction(raw: str) -> float:
     value = float(raw)
     if not 0 < value <= 1:
@@ -262,6 +275,7 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "rate_limit_tpm": _non_negative_int,
     "rate_limit_storage": _storage_url,
     "data_dir": str,
+    "database_url": _database_url,
     "max_file_bytes": _positive_int,
     "min_upload_bytes_per_s": _positive_float,
     "file_quota_bytes": _non_negative_int,
@@ -277,8 +291,9 @@ _CASTS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _cast(name: str, raw: str, cast: Callable[[str], Any]) -> Any:
+def _cast(name: str, raw: str, cast: Callable[[str], Any], *, secret: bool) -> Any:
     try:
         return cast(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r}: {exc}") from None
+        # A secret's value (a key, a URL with a password) is never repeated in an error.
+        raise SettingsError(f"{name}{'' if secret else f'={raw!r}'}: {exc}") from None

@@ -7,6 +7,8 @@ the takings, and a write names the attempt it holds, so a stalled worker that wa
 chunk was taken over writes nothing. A chunk's results are written into its lines in the
 transaction that marks it done, so they become visible only with that checkpoint: a crash at any
 moment loses at most the chunks in flight, which run again, and never writes a line twice.
+Workers on every replica sharing a PostgreSQL take chunks with `FOR UPDATE SKIP LOCKED`, each a
+different one without waiting; a commit locks its batch's row, then the chunk's.
 
 Usage:
     chunk = await store.chunks.claim(worker="w1", lease_s=30)
@@ -16,13 +18,11 @@ Usage:
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from gateway.database import Database
+from gateway.database import Connection, Database
 
 # A chunk is held by `worker` while its lease runs and its batch still wants its results.
 HELD = """state = 'running' AND lease_owner = :worker AND attempts = :attempt
@@ -70,7 +70,7 @@ class ChunkStore:
         database: Database,
         *,
         changed: asyncio.Event,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
     ) -> None:
         self._db = database
         self._clock = clock
@@ -80,13 +80,13 @@ class ChunkStore:
         """A pending chunk, or a running one whose lease ran out, of a batch in progress."""
         now = self._clock()
 
-        def claim(db: sqlite3.Connection) -> Chunk | None:
+        def claim(db: Connection) -> Chunk | None:
             row = db.execute(
                 "SELECT c.batch_id, c.first_line, c.last_line, c.attempts, b.owner "
                 "FROM batch_chunks c JOIN batches b ON b.id = c.batch_id "
                 "WHERE b.status = 'in_progress' AND b.closing IS NULL AND b.expires_at > :now "
                 "AND (c.state = 'pending' OR (c.state = 'running' AND c.lease_expires_at < :now)) "
-                "ORDER BY b.seq, c.first_line LIMIT 1",
+                "ORDER BY b.seq, c.first_line LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
                 {"now": now},
             ).fetchone()
             if row is None:
@@ -117,12 +117,14 @@ class ChunkStore:
     async def renew(self, chunk: Chunk, *, worker: str, lease_s: float) -> bool:
         """Extend the chunk's lease; False once it is lost (then its results would be refused)."""
         values = _chunk_key(chunk, worker) | {"until": self._clock() + lease_s}
-        cursor = await self._db.run(
-            lambda db: db.execute(
-                f"UPDATE batch_chunks SET lease_expires_at = :until WHERE {HELD}", values
+        renewed = await self._db.run(
+            lambda db: (
+                db.execute(
+                    f"UPDATE batch_chunks SET lease_expires_at = :until WHERE {HELD}", values
+                ).rowcount
             )
         )
-        return cursor.rowcount == 1
+        return renewed == 1
 
     async def release(self, chunk: Chunk, *, worker: str) -> None:
         """Give a held chunk back undone, for any worker to take at once."""
@@ -144,13 +146,17 @@ class ChunkStore:
         finalizing. Returns the outcome and the batch's build."""
         now = self._clock()
 
-        def commit(db: sqlite3.Connection) -> tuple[Commit, str | None]:
+        def commit(db: Connection) -> tuple[Commit, str | None]:
             key = _chunk_key(chunk, worker)
-            if db.execute(f"SELECT 1 FROM batch_chunks WHERE {HELD}", key).fetchone() is None:
+            # The batch's row first: commits of one batch take turns, so the last one sees every
+            # other chunk done, and a cancel waits until the chunk is in.
+            batch = db.execute(
+                "SELECT build FROM batches WHERE id = ? FOR UPDATE", (chunk.batch_id,)
+            ).fetchone()
+            held = db.execute(f"SELECT 1 FROM batch_chunks WHERE {HELD} FOR UPDATE", key)
+            if held.fetchone() is None:
                 return Commit.LOST, None
-            batch_build = db.execute(
-                "SELECT build FROM batches WHERE id = ?", (chunk.batch_id,)
-            ).fetchone()[0]
+            batch_build = batch[0]
             if build is not None and batch_build not in (None, build):
                 return Commit.OTHER_BUILD, batch_build
             db.executemany(
@@ -194,7 +200,7 @@ class ChunkStore:
         """The model was upgraded from build `old` for good: every chunk done is done again, so
         that all of the batch's vectors come from `new`. False if the batch changed meanwhile."""
 
-        def rebase(db: sqlite3.Connection) -> bool:
+        def rebase(db: Connection) -> bool:
             cursor = db.execute(
                 "UPDATE batches SET build = ?, completed = 0, failed = 0, input_tokens = 0 "
                 "WHERE id = ? AND build = ? AND status = 'in_progress' AND closing IS NULL",

@@ -5,9 +5,10 @@ A batch's input lines are copied into `batch_lines` while its file is validated,
 worker can run any chunk without reading the file again (and a file deleted mid-batch changes
 nothing); the chunks themselves are `ChunkStore`'s (chunks.py). The batch-level steps (validating
 the file, writing the output and error files) are taken with a lease on the batch row, renewed
-as they go and taken over by another worker once it runs out. Nothing here relies on SQLite
-beyond its SQL: on a database several gateways share, the same rows and leases let every replica
-take work.
+as they go and taken over by another worker once it runs out. On PostgreSQL, which every replica
+shares, the same rows and leases let any replica take any work: batches are taken with
+`FOR UPDATE SKIP LOCKED`, and every step that changes a batch locks its row first, so steps on one
+batch never interleave (the order of locks is always the batch's row, then its chunks').
 
 Owners are the hex of the caller's identity (gateway/auth.py): another key's batch is missing,
 in every route and in lists.
@@ -21,8 +22,6 @@ Usage:
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from gateway.batches.objects import (
 )
 from gateway.batches.schema import SCHEMA
 from gateway.batches.validation import LineRequest
-from gateway.database import Database
+from gateway.database import Connection, Database, Row
 from gateway.errors import BatchNotCancellable, ResourceNotFound
 
 TIMESTAMPS = (
@@ -57,6 +56,10 @@ TIMESTAMPS = (
     "cancelled_at",
 )
 ACTIVE = "('validating', 'in_progress', 'finalizing', 'cancelling')"
+# A done line's `ok` is 1 for the output file and 0 for the error file; NULL (never sent) is an
+# error too.
+OUTPUT = "ok = 1"
+ERRORS = "COALESCE(ok, 0) = 0"
 
 
 class LeaseLost(Exception):
@@ -86,14 +89,12 @@ class BatchStore:
     """Every method is one transaction; `changed` is set when new work may wait for a worker
     (a batch created or cancelled, a chunk done or given back)."""
 
-    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
-        with database.transaction() as connection:
-            for statement in SCHEMA:
-                connection.execute(statement)
+    def __init__(self, database: Database, *, clock: Callable[[], float] | None = None) -> None:
+        database.create(SCHEMA)
         self._db = database
-        self._clock = clock
+        self._clock = clock or database.clock
         self.changed = asyncio.Event()
-        self.chunks = ChunkStore(database, changed=self.changed, clock=clock)
+        self.chunks = ChunkStore(database, changed=self.changed, clock=self._clock)
 
     # The API's side: every read and write is by owner.
 
@@ -103,7 +104,7 @@ class BatchStore:
         now = self._clock()
         batch_id = f"batch_{uuid.uuid4().hex}"
 
-        def insert(db: sqlite3.Connection) -> Batch:
+        def insert(db: Connection) -> Batch:
             db.execute(
                 "INSERT INTO batches (id, owner, status, input_file_id, model, metadata, "
                 "created_at, expires_at) VALUES (?, ?, 'validating', ?, ?, ?, ?, ?)",
@@ -112,7 +113,7 @@ class BatchStore:
                     owner.hex(),
                     request.input_file_id,
                     model,
-                    None if request.metadata is None else orjson.dumps(request.metadata),
+                    None if request.metadata is None else orjson.dumps(request.metadata).decode(),
                     now,
                     now + window_s,
                 ),
@@ -129,12 +130,14 @@ class BatchStore:
     async def page(self, owner: bytes, *, after: str | None, limit: int) -> BatchList:
         """The owner's batches, newest first; `after` is the last id of the page before."""
 
-        def select(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            below = _owned(db, owner, after, param="after")["seq"] if after else None
+        def select(db: Connection) -> list[Row]:
+            values = {"owner": owner.hex(), "limit": limit + 1}
+            if after:
+                values["below"] = _owned(db, owner, after, param="after")["seq"]
             return db.execute(
-                "SELECT * FROM batches WHERE owner = ? AND (? IS NULL OR seq < ?) "
-                "ORDER BY seq DESC LIMIT ?",
-                (owner.hex(), below, below, limit + 1),
+                f"SELECT * FROM batches WHERE owner = :owner {'AND seq < :below' if after else ''} "
+                "ORDER BY seq DESC LIMIT :limit",
+                values,
             ).fetchall()
 
         rows = await self._db.run(select)
@@ -151,8 +154,8 @@ class BatchStore:
         cancelling or cancelled stay as they are; any other status is 409."""
         now = self._clock()
 
-        def cancel(db: sqlite3.Connection) -> Batch:
-            row = _owned(db, owner, batch_id)
+        def cancel(db: Connection) -> Batch:
+            row = _owned(db, owner, batch_id, for_update=True)
             if row["status"] in ("validating", "in_progress") and row["closing"] is None:
                 db.execute(
                     "UPDATE batches SET status = 'cancelling', cancelling_at = ?, "
@@ -175,12 +178,12 @@ class BatchStore:
         then marked to close as expired), whose lease is free; None when there is none."""
         now = self._clock()
 
-        def claim(db: sqlite3.Connection) -> Claim | None:
+        def claim(db: Connection) -> Claim | None:
             row = db.execute(
                 f"SELECT * FROM batches WHERE status IN {ACTIVE} "
                 "AND (lease_expires_at IS NULL OR lease_expires_at < :now) "
                 "AND (status = 'validating' OR closing IS NOT NULL OR expires_at <= :now) "
-                "ORDER BY seq LIMIT 1",
+                "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
                 {"now": now},
             ).fetchone()
             if row is None:
@@ -210,11 +213,12 @@ class BatchStore:
         left) and renew the lease; LeaseLost once the batch is no longer this worker's to
         validate (cancelled, or taken over)."""
 
-        def stage(db: sqlite3.Connection) -> None:
+        def stage(db: Connection) -> None:
             _held(db, batch_id, worker, "status = 'validating' AND closing IS NULL")
             db.executemany(
-                "INSERT OR REPLACE INTO batch_lines (batch_id, line, custom_id, body) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO batch_lines (batch_id, line, custom_id, body) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (batch_id, line) DO UPDATE SET custom_id = excluded.custom_id, "
+                "body = excluded.body, ok = NULL, record = NULL",
                 [(batch_id, r.line, r.custom_id, r.body) for r in lines],
             )
             self._renew_batch(db, batch_id, lease_s)
@@ -236,8 +240,10 @@ class BatchStore:
         failed with token_limit_exceeded when the owner's queued tokens would pass `budget`."""
         now = self._clock()
 
-        def start(db: sqlite3.Connection) -> bool:
+        def start(db: Connection) -> bool:
             row = _held(db, batch_id, worker, "status = 'validating' AND closing IS NULL")
+            # On PostgreSQL, two batches of one key starting at the same instant on two replicas
+            # may each pass without the other: the budget bounds queued work, it is no ledger.
             queued = db.execute(
                 "SELECT COALESCE(SUM(estimated_tokens), 0) FROM batches WHERE owner = ? "
                 "AND status = 'in_progress' AND closing IS NULL",
@@ -280,7 +286,7 @@ class BatchStore:
         """validating -> failed with `errors` (the validation's)."""
         now = self._clock()
 
-        def fail(db: sqlite3.Connection) -> None:
+        def fail(db: Connection) -> None:
             _held(db, batch_id, worker, "status = 'validating' AND closing IS NULL")
             _fail(db, batch_id, errors, now)
 
@@ -290,7 +296,7 @@ class BatchStore:
         """How many lines go to the output file and how many to the error file."""
         row = await self._db.run(
             lambda db: db.execute(
-                "SELECT COALESCE(SUM(ok = 1), 0), COALESCE(SUM(ok IS NOT 1), 0) "
+                f"SELECT COUNT(*) FILTER (WHERE {OUTPUT}), COUNT(*) FILTER (WHERE {ERRORS}) "
                 "FROM batch_lines WHERE batch_id = ?",
                 (batch_id,),
             ).fetchone()
@@ -302,7 +308,7 @@ class BatchStore:
     ) -> list[tuple[int, str, bytes | None]]:
         """`(line, custom_id, record)` of the output file's lines or of the error file's, in
         line order from `after`; `record` None for a line never sent."""
-        where = "ok = 1" if output else "ok IS NOT 1"
+        where = OUTPUT if output else ERRORS
         rows = await self._db.run(
             lambda db: db.execute(
                 f"SELECT line, custom_id, record FROM batch_lines WHERE batch_id = ? "
@@ -318,7 +324,7 @@ class BatchStore:
         """Note a written output or error file (a close taken over does not write it again)."""
         column = "output_file_id" if output else "error_file_id"
 
-        def keep(db: sqlite3.Connection) -> None:
+        def keep(db: Connection) -> None:
             _held(db, batch_id, worker)
             db.execute(f"UPDATE batches SET {column} = ? WHERE id = ?", (file_id, batch_id))
             self._renew_batch(db, batch_id, lease_s)
@@ -330,7 +336,7 @@ class BatchStore:
         sent count as failed, and its lines and chunks are dropped (the files hold them)."""
         now = self._clock()
 
-        def close(db: sqlite3.Connection) -> str:
+        def close(db: Connection) -> str:
             status = _held(db, batch_id, worker)["closing"]
             db.execute(
                 f"UPDATE batches SET status = ?, {status}_at = ?, failed = total - completed, "
@@ -354,20 +360,20 @@ class BatchStore:
     async def renew_batch(self, batch_id: str, *, worker: str, lease_s: float) -> None:
         """Extend the lease on the batch; LeaseLost if another worker took it over."""
 
-        def renew(db: sqlite3.Connection) -> None:
+        def renew(db: Connection) -> None:
             _held(db, batch_id, worker)
             self._renew_batch(db, batch_id, lease_s)
 
         await self._db.run(renew)
 
-    def _renew_batch(self, db: sqlite3.Connection, batch_id: str, lease_s: float) -> None:
+    def _renew_batch(self, db: Connection, batch_id: str, lease_s: float) -> None:
         db.execute(
             "UPDATE batches SET lease_expires_at = ? WHERE id = ?",
             (self._clock() + lease_s, batch_id),
         )
 
     async def census(self) -> Census:
-        def count(db: sqlite3.Connection) -> Census:
+        def count(db: Connection) -> Census:
             by_status = dict(
                 db.execute("SELECT status, COUNT(*) FROM batches GROUP BY status").fetchall()
             )
@@ -381,19 +387,26 @@ class BatchStore:
 
 
 def _owned(
-    db: sqlite3.Connection, owner: bytes, batch_id: str, *, param: str = "batch_id"
-) -> sqlite3.Row:
+    db: Connection,
+    owner: bytes,
+    batch_id: str,
+    *,
+    param: str = "batch_id",
+    for_update: bool = False,
+) -> Row:
     row = db.execute(
-        "SELECT * FROM batches WHERE id = ? AND owner = ?", (batch_id, owner.hex())
+        f"SELECT * FROM batches WHERE id = ? AND owner = ?{' FOR UPDATE' if for_update else ''}",
+        (batch_id, owner.hex()),
     ).fetchone()
     if row is None:
         raise ResourceNotFound(f"No batch found with id '{batch_id}'.", param=param)
     return row
 
 
-def _held(db: sqlite3.Connection, batch_id: str, worker: str, condition: str = "1") -> sqlite3.Row:
+def _held(db: Connection, batch_id: str, worker: str, condition: str = "TRUE") -> Row:
+    """The batch's row, locked, if `worker` holds its lease (and `condition` holds)."""
     row = db.execute(
-        f"SELECT * FROM batches WHERE id = ? AND lease_owner = ? AND {condition}",
+        f"SELECT * FROM batches WHERE id = ? AND lease_owner = ? AND {condition} FOR UPDATE",
         (batch_id, worker),
     ).fetchone()
     if row is None:
@@ -401,7 +414,7 @@ def _held(db: sqlite3.Connection, batch_id: str, worker: str, condition: str = "
     return row
 
 
-def _fail(db: sqlite3.Connection, batch_id: str, errors: Sequence[BatchError], now: float) -> None:
+def _fail(db: Connection, batch_id: str, errors: Sequence[BatchError], now: float) -> None:
     db.execute(
         "UPDATE batches SET status = 'failed', failed_at = ?, errors = ?, lease_owner = NULL, "
         "lease_expires_at = NULL WHERE id = ?",
@@ -410,12 +423,12 @@ def _fail(db: sqlite3.Connection, batch_id: str, errors: Sequence[BatchError], n
     _drop_work(db, batch_id)
 
 
-def _drop_work(db: sqlite3.Connection, batch_id: str) -> None:
+def _drop_work(db: Connection, batch_id: str) -> None:
     db.execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
     db.execute("DELETE FROM batch_chunks WHERE batch_id = ?", (batch_id,))
 
 
-def _batch(row: sqlite3.Row) -> Batch:
+def _batch(row: Row) -> Batch:
     def at(name: str) -> int | None:
         value = row[name]
         return None if value is None else int(value)

@@ -1,31 +1,55 @@
-"""The gateway's embedded database: one SQLite file under EPITHRE_DATA_DIR, in WAL mode.
+"""`SQLiteDatabase`: the embedded default, one SQLite file under EPITHRE_DATA_DIR in WAL mode.
 
-It holds what must outlive the process (the Files and Batch APIs' metadata); payloads live
-beside it on disk. Each store creates its own tables with `CREATE TABLE IF NOT EXISTS`.
+Gateway processes on one machine can share the file (each has its own connection); SQLite
+serializes their writes. Every transaction is `BEGIN IMMEDIATE`: it holds the database's one write
+lock from its start, which is every row lock PostgreSQL needs, so the stores' `FOR UPDATE` clauses
+are dropped here. The clock is this machine's, the only one the processes sharing the file have.
 
-Usage: `db = Database.open(Path(settings.data_dir) / "epithre.sqlite3")`
+Usage: `db = SQLiteDatabase.open(Path(settings.data_dir) / "epithre.sqlite3")`
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
+from gateway.database.protocol import Connection, Parameters, T
 
 # A writer waits this long for another connection's write lock (a second gateway process on the
 # same file) before SQLite answers "database is locked".
 BUSY_TIMEOUT_S = 10.0
+TYPES = {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
+# A row lock, outside a string literal (a literal matches first and is kept).
+ROW_LOCK = re.compile(r"'(?:[^']|'')*'|\s+FOR\s+UPDATE(?:\s+OF\s+\w+)?(?:\s+SKIP\s+LOCKED)?", re.I)
+
+
+@functools.lru_cache(maxsize=512)
+def dialect(sql: str) -> str:
+    """`sql` without its row locks."""
+    return ROW_LOCK.sub(lambda m: m.group() if m.group().startswith("'") else "", sql)
+
+
+class _Connection:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, parameters: Parameters = ()) -> sqlite3.Cursor:
+        return self._connection.execute(dialect(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Parameters]) -> sqlite3.Cursor:
+        return self._connection.executemany(dialect(sql), parameters)
 
 
 @dataclass
-class Database:
+class SQLiteDatabase:
     """One connection, used by one thread at a time: calls run in a worker thread so that the
     event loop never waits on the disk, serialized by a lock (SQLite writes are serial anyway)."""
 
@@ -33,7 +57,7 @@ class Database:
     _lock: threading.Lock
 
     @classmethod
-    def open(cls, path: Path) -> Database:
+    def open(cls, path: Path) -> SQLiteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
@@ -46,21 +70,27 @@ class Database:
         connection.execute("PRAGMA foreign_keys=ON")
         return cls(connection, threading.Lock())
 
+    def clock(self) -> float:
+        return time.time()
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[_Connection]:
         """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an error; blocking: call it from `run`."""
         with self._lock:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
-                yield self.connection
+                yield _Connection(self.connection)
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
             self.connection.execute("COMMIT")
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` in one transaction, in a worker thread."""
+    def create(self, schema: Sequence[str]) -> None:
+        with self.transaction() as connection:
+            for statement in schema:
+                connection.execute(statement.format_map(TYPES))
 
+    async def run(self, work: Callable[[Connection], T]) -> T:
         def transact() -> T:
             with self.transaction() as connection:
                 return work(connection)

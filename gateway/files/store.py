@@ -17,13 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import sqlite3
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from gateway.database import Database
+from gateway.database import Connection, Database, Row
 from gateway.errors import FileTooLarge, QuotaExceeded, ResourceNotFound
 from gateway.files.lines import numbered_lines
 from gateway.files.objects import FileDeleted, FileList, FileObject, FilePurpose
@@ -33,14 +31,14 @@ from gateway.settings import Settings
 SCHEMA = (
     # seq breaks ties of created_at (seconds) in the list's order and its `after` cursor.
     """CREATE TABLE IF NOT EXISTS files (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq {serial},
         id TEXT NOT NULL UNIQUE,
         owner TEXT NOT NULL,
         purpose TEXT NOT NULL,
         filename TEXT NOT NULL,
-        bytes INTEGER,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER,
+        bytes BIGINT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT,
         payload TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, created_at, seq)",
@@ -82,15 +80,13 @@ class FileStore:
         payloads: Payloads,
         *,
         limits: FileLimits,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        with database.transaction() as connection:
-            for statement in SCHEMA:
-                connection.execute(statement)
+        database.create(SCHEMA)
         self.database = database
         self.payloads = payloads
         self.limits = limits
-        self.clock = clock
+        self.clock = clock or database.clock
 
     async def create(
         self,
@@ -148,7 +144,7 @@ class FileStore:
     async def delete(self, owner: bytes, file_id: str) -> FileDeleted:
         now = self.clock()
 
-        def hide(connection: sqlite3.Connection) -> sqlite3.Row:
+        def hide(connection: Connection) -> Row:
             row = _visible(connection, owner, file_id, now)
             # Expired now: hidden at once, and swept later if this process dies before the purge.
             connection.execute(
@@ -174,7 +170,7 @@ class FileStore:
         now = self.clock()
         direction = {"asc": ("ASC", ">"), "desc": ("DESC", "<")}[order]
 
-        def page(connection: sqlite3.Connection) -> list[sqlite3.Row]:
+        def page(connection: Connection) -> list[Row]:
             where = ["owner = :owner", VISIBLE]
             values: dict[str, object] = {"owner": owner.hex(), "now": now, "limit": limit + 1}
             if purpose is not None:
@@ -211,7 +207,7 @@ class FileStore:
         short; return how many. Expired files are hidden already: this frees their space."""
         at = self.clock() if now is None else now
 
-        def due(connection: sqlite3.Connection) -> list[sqlite3.Row]:
+        def due(connection: Connection) -> list[Row]:
             return connection.execute(
                 "SELECT id, payload FROM files WHERE expires_at <= :now "
                 "OR (bytes IS NULL AND created_at <= :stale)",
@@ -238,7 +234,7 @@ class FileStore:
         quota = self.limits.quota_bytes if capped else 0
         started = self.clock()
 
-        def begin(connection: sqlite3.Connection) -> int:
+        def begin(connection: Connection) -> int:
             used = _used(connection, owner, started)
             if quota and used >= quota:
                 raise _over_quota(quota, used)
@@ -263,8 +259,10 @@ class FileStore:
             created = self.clock()
             keep_s = self._expiry(purpose, expires_after_s)
 
-            def finish(connection: sqlite3.Connection) -> sqlite3.Row:
+            def finish(connection: Connection) -> Row:
                 # Uploads of one key racing each other each passed the check at their start.
+                # (On PostgreSQL two of them finishing at the same instant on two replicas may
+                # both pass this one too: the quota bounds storage, it is no exact ledger.)
                 stored = _used(connection, owner, created)
                 if quota and stored + size > quota:
                     raise _over_quota(quota, stored)
@@ -332,7 +330,7 @@ async def expire_every(files: FileStore, *, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
-def _visible(connection: sqlite3.Connection, owner: bytes, file_id: str, now: float) -> sqlite3.Row:
+def _visible(connection: Connection, owner: bytes, file_id: str, now: float) -> Row:
     row = connection.execute(
         f"SELECT * FROM files WHERE id = :id AND owner = :owner AND {VISIBLE}",
         {"id": file_id, "owner": owner.hex(), "now": now},
@@ -342,9 +340,10 @@ def _visible(connection: sqlite3.Connection, owner: bytes, file_id: str, now: fl
     return row
 
 
-def _used(connection: sqlite3.Connection, owner: bytes, now: float) -> int:
+def _used(connection: Connection, owner: bytes, now: float) -> int:
     return connection.execute(
-        f"SELECT COALESCE(SUM(bytes), 0) FROM files WHERE owner = :owner AND {VISIBLE}",
+        f"SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM files WHERE owner = :owner "
+        f"AND {VISIBLE}",
         {"owner": owner.hex(), "now": now},
     ).fetchone()[0]
 
@@ -362,7 +361,7 @@ def _over_quota(quota: int, used: int) -> QuotaExceeded:
     )
 
 
-def _object(row: sqlite3.Row) -> FileObject:
+def _object(row: Row) -> FileObject:
     return FileObject(
         id=row["id"],
         object="file",

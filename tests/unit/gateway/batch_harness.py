@@ -16,7 +16,7 @@ from gateway.batches.objects import TERMINAL, Batch, CreateBatch
 from gateway.batches.store import BatchStore
 from gateway.batches.worker import BatchWorker
 from gateway.breaker import CircuitBreaker
-from gateway.database import Database
+from gateway.database import Database, SQLiteDatabase
 from gateway.files.payloads import DiskPayloads
 from gateway.files.store import FileLimits, FileStore
 from gateway.metrics import Metrics
@@ -86,10 +86,12 @@ async def running(
     *,
     clock: Callable[[], float] | None = None,
     start: bool = True,
+    database: Database | None = None,
     **settings: object,
 ) -> AsyncIterator[Harness]:
     """A started worker; `settings` override Settings fields (small chunks and short leases by
-    default, so that tests see several chunks and take a dead worker's chunk quickly)."""
+    default, so that tests see several chunks and take a dead worker's chunk quickly). Its
+    stores are on `database` if given (its owner closes it), else on SQLite in `tmp_path`."""
     options: dict = {"batch_chunk_lines": 2, "batch_lease_s": 0.6} | settings
     config = Settings(**options)
     embedder = embedder or FakeEmbedder()
@@ -105,7 +107,8 @@ async def running(
         metrics=metrics,
         **timing,
     )
-    database = Database.open(tmp_path / "epithre.sqlite3")
+    owned = database is None
+    database = database or SQLiteDatabase.open(tmp_path / "epithre.sqlite3")
     store = BatchStore(database)
     files = FileStore(database, DiskPayloads(tmp_path / "files"), limits=FileLimits.of(config))
     worker = BatchWorker(
@@ -125,4 +128,5 @@ async def running(
     finally:
         await worker.stop()
         await service.breaker.close()
-        database.close()
+        if owned:
+            database.close()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 from gateway_fakes import FakeClock
 
@@ -11,7 +14,7 @@ from gateway.batches.chunks import Chunk, Commit, LineResult
 from gateway.batches.objects import CreateBatch
 from gateway.batches.store import BatchStore, LeaseLost
 from gateway.batches.validation import LineRequest
-from gateway.database import Database
+from gateway.database import Database, PostgresDatabase
 from gateway.errors import BatchNotCancellable, ResourceNotFound
 
 ALICE = bytes.fromhex("aa" * 32)
@@ -25,14 +28,11 @@ REQUEST = CreateBatch(
 
 
 @contextmanager
-def opened(tmp_path) -> Iterator[tuple[BatchStore, FakeClock]]:
+def opened(database: Database) -> Iterator[tuple[BatchStore, FakeClock]]:
+    """A store on `database` (the fixture: each test runs on SQLite and on PostgreSQL)."""
     clock = FakeClock()
     clock.now = START
-    database = Database.open(tmp_path / "epithre.sqlite3")
-    try:
-        yield BatchStore(database, clock=clock), clock
-    finally:
-        database.close()
+    yield BatchStore(database, clock=clock), clock
 
 
 def run(coroutine):
@@ -71,9 +71,9 @@ def results(chunk: Chunk, *, ok: bool = True, tokens: int = 3) -> list[LineResul
     ]
 
 
-def test_a_created_batch_is_validating_with_openai_s_fields(tmp_path) -> None:
+def test_a_created_batch_is_validating_with_openai_s_fields(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             batch_id = await create(store)
             return await store.get(ALICE, batch_id)
 
@@ -90,9 +90,9 @@ def test_a_created_batch_is_validating_with_openai_s_fields(tmp_path) -> None:
     assert batch.usage.input_tokens == 0 and batch.errors is None
 
 
-def test_another_key_finds_no_batch_of_the_first_anywhere(tmp_path) -> None:
+def test_another_key_finds_no_batch_of_the_first_anywhere(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             batch_id = await create(store, ALICE)
             for call in (store.get(BOB, batch_id), store.cancel(BOB, batch_id)):
                 with pytest.raises(ResourceNotFound) as missing:
@@ -106,9 +106,9 @@ def test_another_key_finds_no_batch_of_the_first_anywhere(tmp_path) -> None:
     run(scenario())
 
 
-def test_pages_go_newest_first_and_say_whether_more_follow(tmp_path) -> None:
+def test_pages_go_newest_first_and_say_whether_more_follow(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             ids = [await create(store) for _ in range(5)]
             await create(store, BOB)
             first = await store.page(ALICE, after=None, limit=2)
@@ -123,9 +123,9 @@ def test_pages_go_newest_first_and_say_whether_more_follow(tmp_path) -> None:
     assert [b.id for b in last.data] == [ids[0]] and not last.has_more
 
 
-def test_cancel_moves_a_running_batch_to_cancelling_once(tmp_path) -> None:
+def test_cancel_moves_a_running_batch_to_cancelling_once(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             batch_id = await create(store)
             clock.now += 5
             first = await store.cancel(ALICE, batch_id)
@@ -138,9 +138,9 @@ def test_cancel_moves_a_running_batch_to_cancelling_once(tmp_path) -> None:
     assert first.cancelling_at == again.cancelling_at == int(START + 5)
 
 
-def test_an_ended_batch_cannot_be_cancelled(tmp_path) -> None:
+def test_an_ended_batch_cannot_be_cancelled(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             batch_id = await create(store)
             await store.claim_batch(worker="v", lease_s=LEASE_S)
             await store.fail(batch_id, [], worker="v")
@@ -150,9 +150,9 @@ def test_an_ended_batch_cannot_be_cancelled(tmp_path) -> None:
     run(scenario())
 
 
-def test_start_cuts_the_staged_lines_into_chunks_and_counts_them(tmp_path) -> None:
+def test_start_cuts_the_staged_lines_into_chunks_and_counts_them(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             clock.now += 2
             batch_id = await started(store, [1, 2, 4, 5, 7], chunk_lines=2)
             batch = await store.get(ALICE, batch_id)
@@ -171,9 +171,9 @@ def test_start_cuts_the_staged_lines_into_chunks_and_counts_them(tmp_path) -> No
     assert [ln.custom_id for ln in chunks[1].lines] == ["id-4", "id-5"]
 
 
-def test_a_batch_over_the_key_s_queued_token_budget_fails(tmp_path) -> None:
+def test_a_batch_over_the_key_s_queued_token_budget_fails(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             first = await started(store, [1], tokens=60, budget=100)
             second = await started(store, [1], tokens=50, budget=100)
             third = await started(store, [1], owner=BOB, tokens=50, budget=100)
@@ -189,9 +189,9 @@ def test_a_batch_over_the_key_s_queued_token_budget_fails(tmp_path) -> None:
     assert "50 tokens and 60 are queued" in error.message and "limit is 100" in error.message
 
 
-def test_a_chunk_whose_worker_died_is_taken_again_once_its_lease_runs_out(tmp_path) -> None:
+def test_a_chunk_whose_worker_died_is_taken_again_once_its_lease_runs_out(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             await started(store, [1, 2], chunk_lines=2)
             dead = await store.chunks.claim(worker="dead", lease_s=LEASE_S)
             assert await store.chunks.claim(worker="alive", lease_s=LEASE_S) is None
@@ -206,9 +206,9 @@ def test_a_chunk_whose_worker_died_is_taken_again_once_its_lease_runs_out(tmp_pa
     assert (late, kept) == (Commit.LOST, Commit.DONE)
 
 
-def test_a_renewed_lease_keeps_the_chunk(tmp_path) -> None:
+def test_a_renewed_lease_keeps_the_chunk(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             await started(store, [1])
             chunk = await store.chunks.claim(worker="w", lease_s=LEASE_S)
             clock.now += LEASE_S * 0.9
@@ -220,9 +220,9 @@ def test_a_renewed_lease_keeps_the_chunk(tmp_path) -> None:
     assert renewed and other is None
 
 
-def test_counts_and_usage_advance_as_chunks_commit_and_the_last_one_finalizes(tmp_path) -> None:
+def test_counts_and_usage_advance_as_chunks_commit_and_the_last_one_finalizes(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             batch_id = await started(store, [1, 2, 3], chunk_lines=2)
             first = await store.chunks.claim(worker="w", lease_s=LEASE_S)
             second = await store.chunks.claim(worker="w", lease_s=LEASE_S)
@@ -241,9 +241,9 @@ def test_counts_and_usage_advance_as_chunks_commit_and_the_last_one_finalizes(tm
     assert tally == (2, 1)
 
 
-def test_closing_writes_nothing_twice_and_drops_the_lines(tmp_path) -> None:
+def test_closing_writes_nothing_twice_and_drops_the_lines(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             batch_id = await started(store, [1, 2], chunk_lines=2)
             chunk = await store.chunks.claim(worker="w", lease_s=LEASE_S)
             await store.chunks.commit(chunk, results(chunk), build="b", worker="w")
@@ -264,9 +264,9 @@ def test_closing_writes_nothing_twice_and_drops_the_lines(tmp_path) -> None:
     assert left == []
 
 
-def test_a_batch_past_its_window_closes_as_expired_with_the_rest_failed(tmp_path) -> None:
+def test_a_batch_past_its_window_closes_as_expired_with_the_rest_failed(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, clock):
+        with opened(database) as (store, clock):
             batch_id = await started(store, [1, 2, 3], chunk_lines=2)
             chunk = await store.chunks.claim(worker="w", lease_s=LEASE_S)
             await store.chunks.commit(chunk, results(chunk), build="b", worker="w")
@@ -284,9 +284,9 @@ def test_a_batch_past_its_window_closes_as_expired_with_the_rest_failed(tmp_path
     assert batch.request_counts.model_dump() == {"total": 3, "completed": 2, "failed": 1}
 
 
-def test_a_cancelled_batch_refuses_the_results_of_its_chunks_in_flight(tmp_path) -> None:
+def test_a_cancelled_batch_refuses_the_results_of_its_chunks_in_flight(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             batch_id = await started(store, [1, 2], chunk_lines=1)
             done = await store.chunks.claim(worker="w", lease_s=LEASE_S)
             flying = await store.chunks.claim(worker="w", lease_s=LEASE_S)
@@ -303,10 +303,10 @@ def test_a_cancelled_batch_refuses_the_results_of_its_chunks_in_flight(tmp_path)
 
 
 def test_the_first_chunk_s_build_is_the_batch_s_and_a_rebase_runs_every_chunk_again(
-    tmp_path,
+    database,
 ) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             batch_id = await started(store, [1, 2], chunk_lines=1)
             old = await store.chunks.claim(worker="w", lease_s=LEASE_S)
             new = await store.chunks.claim(worker="w", lease_s=LEASE_S)
@@ -326,9 +326,9 @@ def test_the_first_chunk_s_build_is_the_batch_s_and_a_rebase_runs_every_chunk_ag
     assert again.first_line == 1
 
 
-def test_a_validation_whose_batch_was_cancelled_stops(tmp_path) -> None:
+def test_a_validation_whose_batch_was_cancelled_stops(database) -> None:
     async def scenario():
-        with opened(tmp_path) as (store, _):
+        with opened(database) as (store, _):
             batch_id = await create(store)
             await store.claim_batch(worker="v", lease_s=LEASE_S)
             await store.cancel(ALICE, batch_id)
@@ -342,3 +342,61 @@ def test_a_validation_whose_batch_was_cancelled_stops(tmp_path) -> None:
     claim, batch = run(scenario())
     assert (claim.closing, claim.started) == ("cancelled", False)
     assert batch.status == "cancelled" and batch.request_counts.total == 0
+
+
+@contextmanager
+def replicas(url: str, count: int) -> Iterator[list[BatchStore]]:
+    """Stores of `count` gateways on one PostgreSQL, each with its own pool and the database's
+    clock."""
+    databases = [PostgresDatabase.open(url) for _ in range(count)]
+    try:
+        yield [BatchStore(database) for database in databases]
+    finally:
+        for database in databases:
+            database.close()
+
+
+def test_workers_on_two_replicas_take_every_chunk_exactly_once(empty_postgres) -> None:
+    async def scenario():
+        with replicas(empty_postgres, 2) as stores:
+            batch_id = await started(stores[0], list(range(1, 61)), chunk_lines=2)
+            taken: list[Chunk] = []
+
+            async def work(store: BatchStore, worker: str) -> None:
+                while chunk := await store.chunks.claim(worker=worker, lease_s=LEASE_S):
+                    taken.append(chunk)
+                    await store.chunks.commit(chunk, results(chunk), build="b", worker=worker)
+
+            await asyncio.gather(
+                *(work(store, f"{i}-{j}") for i, store in enumerate(stores) for j in range(4))
+            )
+            return taken, await stores[1].get(ALICE, batch_id)
+
+    taken, batch = run(scenario())
+    assert sorted(c.first_line for c in taken) == list(range(1, 61, 2))
+    assert {c.attempt for c in taken} == {1}
+    assert (batch.status, batch.request_counts.completed) == ("finalizing", 60)
+
+
+def test_a_claim_passes_a_chunk_another_replica_is_taking_without_waiting(empty_postgres) -> None:
+    locked, claimed = threading.Event(), threading.Event()
+
+    def other_replica() -> None:
+        # A claim of the first chunk, in the middle of its transaction until this test's claim
+        # returns (or for 3 s: a claim that waited for the lock would then take that chunk).
+        with psycopg.connect(empty_postgres) as other:
+            other.execute("SELECT * FROM batch_chunks WHERE first_line = 1 FOR UPDATE")
+            locked.set()
+            claimed.wait(timeout=3)
+
+    with replicas(empty_postgres, 1) as (store,):
+        run(started(store, [1, 2, 3, 4], chunk_lines=2))
+        holder = threading.Thread(target=other_replica)
+        holder.start()
+        locked.wait()
+        began = time.monotonic()
+        chunk = run(store.chunks.claim(worker="w", lease_s=LEASE_S))
+        waited_s = time.monotonic() - began
+        claimed.set()
+        holder.join()
+    assert chunk.first_line == 3 and waited_s < 1

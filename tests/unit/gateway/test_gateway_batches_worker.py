@@ -43,7 +43,7 @@ def by_custom_id(lines: list[dict]) -> dict[str, dict]:
     return {line["custom_id"]: line for line in lines}
 
 
-def test_a_batch_completes_with_the_realtime_answer_of_every_line(tmp_path) -> None:
+def test_a_batch_completes_with_the_realtime_answer_of_every_line(tmp_path, database) -> None:
     too_many = texts("too-many", *[f"t{i}" for i in range(65)])
     bad_dimensions = texts("bad-dimensions", "x", dimensions=0)
     expected = {
@@ -53,7 +53,7 @@ def test_a_batch_completes_with_the_realtime_answer_of_every_line(tmp_path) -> N
     good = [texts(f"ok-{i}", f"text {i}", f"more text {i}") for i in range(5)]
 
     async def scenario():
-        async with running(tmp_path) as harness:
+        async with running(tmp_path, database=database) as harness:
             batch_id = await harness.submit([good[0], too_many, *good[1:], bad_dimensions])
             batch = await harness.ended(batch_id)
             return (
@@ -169,11 +169,11 @@ def test_lines_not_done_in_the_completion_window_expire(tmp_path) -> None:
     }
 
 
-def test_a_chunk_left_running_by_a_dead_worker_is_done_once(tmp_path) -> None:
+def test_a_chunk_left_running_by_a_dead_worker_is_done_once(tmp_path, database) -> None:
     lines = [texts(f"id-{i}", f"text {i}") for i in range(1, 7)]
 
     async def scenario():
-        async with running(tmp_path, start=False) as harness:
+        async with running(tmp_path, start=False, database=database) as harness:
             store = harness.store
             created = await store.create(
                 OWNER,

@@ -28,16 +28,15 @@ class Clock:
 
 
 @contextmanager
-def store(tmp_path, limits: FileLimits = LIMITS) -> Iterator[tuple[FileStore, Clock]]:
+def store(
+    database: Database, tmp_path, limits: FileLimits = LIMITS
+) -> Iterator[tuple[FileStore, Clock]]:
+    """A store on `database` (the fixture: each test runs on SQLite and on PostgreSQL)."""
     clock = Clock()
-    database = Database.open(tmp_path / "epithre.sqlite3")
-    try:
-        yield (
-            FileStore(database, DiskPayloads(tmp_path / "files"), limits=limits, clock=clock),
-            clock,
-        )
-    finally:
-        database.close()
+    yield (
+        FileStore(database, DiskPayloads(tmp_path / "files"), limits=limits, clock=clock),
+        clock,
+    )
 
 
 async def stream(*chunks: bytes, pulled: list[int] | None = None) -> AsyncIterator[bytes]:
@@ -56,12 +55,18 @@ async def content(files: FileStore, owner: bytes, file_id: str) -> bytes:
     return b"".join([chunk async for chunk in await files.content(owner, file_id)])
 
 
+def stored_rows(database: Database) -> int:
+    """Rows in the files table, hidden ones included."""
+    count = "SELECT count(*) FROM files"
+    return asyncio.run(database.run(lambda c: c.execute(count).fetchone()[0]))
+
+
 def payload_names(tmp_path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "files").iterdir())
 
 
-def test_a_created_file_is_the_openai_file_object_and_reads_back(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_a_created_file_is_the_openai_file_object_and_reads_back(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
 
         async def scenario():
             created = await upload(files, ALICE, b'{"a":1}\n{"b":2}\n')
@@ -87,20 +92,20 @@ def test_a_created_file_is_the_openai_file_object_and_reads_back(tmp_path):
     assert body == b'{"a":1}\n{"b":2}\n'
 
 
-def test_expires_after_is_anchored_at_created_at(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_expires_after_is_anchored_at_created_at(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         created = asyncio.run(upload(files, ALICE, b"x", expires_after_s=3600))
     assert created.expires_at == created.created_at + 3600
 
 
-def test_batch_files_expiry_setting_zero_keeps_them_until_deleted(tmp_path):
+def test_batch_files_expiry_setting_zero_keeps_them_until_deleted(database, tmp_path):
     limits = FileLimits(max_file_bytes=1000, quota_bytes=0, batch_expiry_s=0)
-    with store(tmp_path, limits) as (files, _):
+    with store(database, tmp_path, limits) as (files, _):
         assert asyncio.run(upload(files, ALICE, b"x")).expires_at is None
 
 
-def test_put_writes_service_files_without_cap_or_expiry(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_put_writes_service_files_without_cap_or_expiry(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
 
         async def scenario():
             output = await files.put(
@@ -113,9 +118,11 @@ def test_put_writes_service_files_without_cap_or_expiry(tmp_path):
     assert body == b"y" * 1800
 
 
-def test_an_upload_over_the_file_cap_is_refused_while_streaming_and_leaves_nothing(tmp_path):
+def test_an_upload_over_the_file_cap_is_refused_while_streaming_and_leaves_nothing(
+    database, tmp_path
+):
     pulled: list[int] = []
-    with store(tmp_path) as (files, _):
+    with store(database, tmp_path) as (files, _):
         chunks = stream(*[b"z" * 300] * 10, pulled=pulled)
         with pytest.raises(FileTooLarge) as refused:
             asyncio.run(
@@ -134,14 +141,14 @@ def test_an_upload_over_the_file_cap_is_refused_while_streaming_and_leaves_nothi
     assert payload_names(tmp_path) == []
 
 
-def test_a_file_exactly_at_the_cap_is_accepted(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_a_file_exactly_at_the_cap_is_accepted(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         assert asyncio.run(upload(files, ALICE, b"z" * 1000)).bytes == 1000
 
 
-def test_the_quota_refuses_an_upload_once_stored_plus_streamed_pass_it(tmp_path):
+def test_the_quota_refuses_an_upload_once_stored_plus_streamed_pass_it(database, tmp_path):
     limits = FileLimits(max_file_bytes=1000, quota_bytes=1500, batch_expiry_s=0)
-    with store(tmp_path, limits) as (files, _):
+    with store(database, tmp_path, limits) as (files, _):
         asyncio.run(upload(files, ALICE, b"a" * 1000))
         with pytest.raises(QuotaExceeded) as refused:
             asyncio.run(upload(files, ALICE, b"b" * 501))
@@ -152,10 +159,10 @@ def test_the_quota_refuses_an_upload_once_stored_plus_streamed_pass_it(tmp_path)
     assert (fits.bytes, other_key.bytes) == (500, 1000)
 
 
-def test_a_full_quota_refuses_before_reading_any_byte(tmp_path):
+def test_a_full_quota_refuses_before_reading_any_byte(database, tmp_path):
     limits = FileLimits(max_file_bytes=1000, quota_bytes=1000, batch_expiry_s=0)
     pulled: list[int] = []
-    with store(tmp_path, limits) as (files, _):
+    with store(database, tmp_path, limits) as (files, _):
         asyncio.run(upload(files, ALICE, b"a" * 1000))
         with pytest.raises(QuotaExceeded):
             asyncio.run(
@@ -170,9 +177,9 @@ def test_a_full_quota_refuses_before_reading_any_byte(tmp_path):
     assert pulled == []
 
 
-def test_batch_results_count_in_the_quota_but_are_never_refused(tmp_path):
+def test_batch_results_count_in_the_quota_but_are_never_refused(database, tmp_path):
     limits = FileLimits(max_file_bytes=1000, quota_bytes=1000, batch_expiry_s=0)
-    with store(tmp_path, limits) as (files, _):
+    with store(database, tmp_path, limits) as (files, _):
         output = asyncio.run(
             files.put(ALICE, purpose="batch_output", filename="out.jsonl", chunks=[b"r" * 1500])
         )
@@ -183,17 +190,17 @@ def test_batch_results_count_in_the_quota_but_are_never_refused(tmp_path):
     assert output.bytes == 1500
 
 
-def test_expired_files_no_longer_count_in_the_quota(tmp_path):
+def test_expired_files_no_longer_count_in_the_quota(database, tmp_path):
     limits = FileLimits(max_file_bytes=1000, quota_bytes=1000, batch_expiry_s=0)
-    with store(tmp_path, limits) as (files, clock):
+    with store(database, tmp_path, limits) as (files, clock):
         asyncio.run(upload(files, ALICE, b"a" * 1000, expires_after_s=3600))
         clock.now += 3600
         assert asyncio.run(upload(files, ALICE, b"b" * 1000)).bytes == 1000
 
 
-def test_uploads_racing_for_the_last_room_of_a_quota_store_only_one(tmp_path):
+def test_uploads_racing_for_the_last_room_of_a_quota_store_only_one(database, tmp_path):
     limits = FileLimits(max_file_bytes=1000, quota_bytes=1000, batch_expiry_s=0)
-    with store(tmp_path, limits) as (files, _):
+    with store(database, tmp_path, limits) as (files, _):
 
         async def scenario():
             second_done = asyncio.Event()
@@ -225,8 +232,8 @@ def test_uploads_racing_for_the_last_room_of_a_quota_store_only_one(tmp_path):
     assert payload_names(tmp_path) == [second.id]
 
 
-def test_another_key_gets_the_answer_of_a_file_that_never_existed(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_another_key_gets_the_answer_of_a_file_that_never_existed(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         created = asyncio.run(upload(files, ALICE, b"secret\n"))
 
         async def attempts():
@@ -255,16 +262,16 @@ def test_another_key_gets_the_answer_of_a_file_that_never_existed(tmp_path):
     assert still == created
 
 
-def test_the_anonymous_owner_is_an_owner_like_any_key(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_the_anonymous_owner_is_an_owner_like_any_key(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         created = asyncio.run(upload(files, b"", b"x"))
         assert asyncio.run(files.get(b"", created.id)) == created
         with pytest.raises(ResourceNotFound):
             asyncio.run(files.get(ALICE, created.id))
 
 
-def test_an_expired_file_is_hidden_at_once_and_swept_later(tmp_path):
-    with store(tmp_path) as (files, clock):
+def test_an_expired_file_is_hidden_at_once_and_swept_later(database, tmp_path):
+    with store(database, tmp_path) as (files, clock):
         created = asyncio.run(upload(files, ALICE, b"x", expires_after_s=3600))
         kept = asyncio.run(upload(files, ALICE, b"y", expires_after_s=7200))
         clock.now += 3599
@@ -280,26 +287,29 @@ def test_an_expired_file_is_hidden_at_once_and_swept_later(tmp_path):
     assert payload_names(tmp_path) == []
 
 
-def test_the_sweep_removes_a_write_cut_by_a_crash_only_once_it_is_stale(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_the_sweep_removes_a_write_cut_by_a_crash_only_once_it_is_stale(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         # What kill -9 in the middle of an upload leaves: a hidden row and a partial payload.
-        with files.database.transaction() as connection:
-            connection.execute(
-                "INSERT INTO files (id, owner, purpose, filename, created_at, payload) "
-                "VALUES ('file-cut', ?, 'batch', 'in.jsonl', ?, 'file-cut')",
-                (ALICE.hex(), int(START)),
+        asyncio.run(
+            database.run(
+                lambda c: c.execute(
+                    "INSERT INTO files (id, owner, purpose, filename, created_at, payload) "
+                    "VALUES ('file-cut', ?, 'batch', 'in.jsonl', ?, 'file-cut')",
+                    (ALICE.hex(), int(START)),
+                )
             )
+        )
         (tmp_path / "files" / "file-cut.part").write_bytes(b"half")
         assert asyncio.run(files.list(ALICE)).data == []
         assert asyncio.run(files.expire(START + 3600)) == 0
         assert payload_names(tmp_path) == ["file-cut.part"]
         assert asyncio.run(files.expire(START + STALE_WRITE_S)) == 1
-        rows = files.database.connection.execute("SELECT count(*) FROM files").fetchone()[0]
+        rows = stored_rows(database)
     assert (payload_names(tmp_path), rows) == ([], 0)
 
 
-def test_delete_answers_deleted_and_frees_the_payload(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_delete_answers_deleted_and_frees_the_payload(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         created = asyncio.run(upload(files, ALICE, b"x"))
         deleted = asyncio.run(files.delete(ALICE, created.id))
         with pytest.raises(ResourceNotFound):
@@ -308,8 +318,8 @@ def test_delete_answers_deleted_and_frees_the_payload(tmp_path):
     assert payload_names(tmp_path) == []
 
 
-def test_pages_follow_created_at_with_after_limit_and_has_more(tmp_path):
-    with store(tmp_path) as (files, clock):
+def test_pages_follow_created_at_with_after_limit_and_has_more(database, tmp_path):
+    with store(database, tmp_path) as (files, clock):
         ids = []
         for second in (0, 1, 1, 2, 3):  # two files in the same second keep creation order
             clock.now = START + second
@@ -328,8 +338,8 @@ def test_pages_follow_created_at_with_after_limit_and_has_more(tmp_path):
     assert [f.id for f in after_oldest.data] == ids[1:]
 
 
-def test_an_empty_list_has_no_first_or_last_id(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_an_empty_list_has_no_first_or_last_id(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         listed = asyncio.run(files.list(ALICE))
     assert listed.model_dump() == {
         "object": "list",
@@ -340,8 +350,8 @@ def test_an_empty_list_has_no_first_or_last_id(tmp_path):
     }
 
 
-def test_list_filters_by_purpose(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_list_filters_by_purpose(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
         upload_id = asyncio.run(upload(files, ALICE, b"x")).id
         output = asyncio.run(
             files.put(ALICE, purpose="batch_output", filename="o.jsonl", chunks=[b"y"])
@@ -352,8 +362,8 @@ def test_list_filters_by_purpose(tmp_path):
     assert [f.id for f in outputs.data] == [output.id]
 
 
-def test_open_lines_streams_numbered_lines_of_the_owner_s_file(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_open_lines_streams_numbered_lines_of_the_owner_s_file(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
 
         async def scenario():
             created = await upload(files, ALICE, b'{"custom_id":"a"}\n\n{"custom_id":"b"}')
@@ -366,8 +376,8 @@ def test_open_lines_streams_numbered_lines_of_the_owner_s_file(tmp_path):
         ]
 
 
-def test_open_lines_stops_at_a_line_over_its_cap(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_open_lines_stops_at_a_line_over_its_cap(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
 
         async def scenario():
             created = await upload(files, ALICE, b"short\n" + b"l" * 100 + b"\n")
@@ -378,8 +388,8 @@ def test_open_lines_stops_at_a_line_over_its_cap(tmp_path):
     assert refused.value.number == 2
 
 
-def test_a_cancelled_upload_leaves_nothing(tmp_path):
-    with store(tmp_path) as (files, _):
+def test_a_cancelled_upload_leaves_nothing(database, tmp_path):
+    with store(database, tmp_path) as (files, _):
 
         async def scenario():
             started = asyncio.Event()
@@ -402,5 +412,5 @@ def test_a_cancelled_upload_leaves_nothing(tmp_path):
             return await files.list(ALICE)
 
         assert asyncio.run(scenario()).data == []
-        rows = files.database.connection.execute("SELECT count(*) FROM files").fetchone()[0]
+        rows = stored_rows(database)
     assert (payload_names(tmp_path), rows) == ([], 0)

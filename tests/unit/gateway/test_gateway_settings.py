@@ -150,6 +150,19 @@ def test_bad_file_settings_raise_naming_the_variable(name, value):
         Settings.from_env({name: value})
 
 
+def test_a_database_url_moves_the_metadata_to_postgresql_and_stays_out_of_repr():
+    url = "postgresql://epithre:hunter2@db:5432/epithre"
+    settings = Settings.from_env({"EPITHRE_DATABASE_URL": url})
+    assert (settings.database_url, Settings().database_url) == (url, None)
+    assert "hunter2" not in repr(settings)
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_without_repeating_it():
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"EPITHRE_DATABASE_URL": "mysql://epithre:hunter2@db/epithre"})
+    assert str(refused.value) == "EPITHRE_DATABASE_URL: must be a postgresql:// URL"
+
+
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
