@@ -18,17 +18,20 @@ install: $(VENV)/.installed
 
 # libpython3.11: the Triton Python stub links it; docker-compose: validates docker-compose.yml;
 # prometheus: its promtool tests the alert rules, and the server scrapes a test stack; haproxy:
-# the load balancer of `make cluster`; redis-server: the store shared by gateway replicas.
+# the load balancer of `make cluster`; redis-server: the store shared by gateway replicas;
+# postgresql: the metadata database they share (`make cluster DATABASE=postgresql`, its tests).
 # Their packages may start system services where an init system runs: the tests start their
-# own instances on free ports, never those. haproxy lives in /usr/sbin, off some users' PATH.
+# own instances on free ports, never those. haproxy lives in /usr/sbin, off some users' PATH;
+# PostgreSQL in /usr/lib/postgresql/<version>/bin, off everyone's.
 system-packages:
 	@if ! ldconfig -p | grep -q 'libpython3.11.so.1.0' || ! command -v docker-compose >/dev/null \
 		|| ! command -v promtool >/dev/null || ! PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null \
-		|| ! command -v redis-server >/dev/null; then \
+		|| ! command -v redis-server >/dev/null \
+		|| ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpython3.11 docker-compose && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			prometheus haproxy redis-server; \
+			prometheus haproxy redis-server postgresql; \
 	fi
 
 $(VENV)/.installed: requirements/*.txt | system-packages
@@ -61,8 +64,11 @@ serve: $(REPOSITORY)/embed_text/config.pbtxt
 
 # The production topology on one machine: HAProxy on :8000 in front of two gateways, each with a
 # channel to two tritonservers, Prometheus on :9090; every process supervised (runner/cluster.py).
+# DATABASE=postgresql: the gateways keep their metadata in a PostgreSQL on :5433, not SQLite.
+DATABASE ?= sqlite
+
 cluster: $(REPOSITORY)/embed_text/config.pbtxt
-	$(BIN)/python -m runner.cluster --model-repository $(REPOSITORY)
+	$(BIN)/python -m runner.cluster --model-repository $(REPOSITORY) --database $(DATABASE)
 
 test: $(REPOSITORY)/embed_text/config.pbtxt
 	$(BIN)/ruff check .

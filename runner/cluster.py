@@ -3,16 +3,21 @@
     client -> HAProxy :8000 -> gateway-1, gateway-2    (health checks on /health/ready, retries)
     each gateway -> one gRPC channel, round_robin -> triton-1, triton-2
     both gateways -> Redis :6380                       (one rate-limit budget per key for both)
+    both gateways -> PostgreSQL :5433 with --database postgresql (the Files and Batch APIs'
+                     metadata: either gateway's batch worker resumes the other's chunks)
     Prometheus :9090 scrapes both gateways' and both Tritons' metrics (deploy/ config and rules)
 
 Every process runs under its own supervisor, which starts it again when it exits (1 s, doubling up
 to 30 s, between failed tries). The Tritons run one instance of each tower (two servers share the
 machine's cores) from a repository of links to the export (runner/repository.py). Start: the
-Tritons, Redis and Prometheus side by side, then the gateways, then HAProxy. Ctrl-C or SIGTERM
-stops in the reverse order: HAProxy first (its soft stop lets the requests in flight finish, and
-nothing reaches a gateway after it), then the gateways, then the Tritons, Redis and Prometheus.
-Each process leads its own process group, which its stop ends entirely. Redis keeps nothing on
-disk: restarted, it starts every key's budget full. Logs: build/cluster/.
+Tritons, Redis, Prometheus (and PostgreSQL) side by side, then the gateways, then HAProxy. Ctrl-C
+or SIGTERM stops in the reverse order: HAProxy first (its soft stop lets the requests in flight
+finish, and nothing reaches a gateway after it), then the gateways, then the rest. Each process
+leads its own process group, which its stop ends entirely. Redis keeps nothing on disk:
+restarted, it starts every key's budget full. PostgreSQL keeps its database in
+build/cluster/postgres/ from one run to the next. Both gateways share one data dir, data/ in the
+checkout unless EPITHRE_DATA_DIR names another: with SQLite for the metadata too, with
+PostgreSQL for the files' bytes. Logs: build/cluster/.
 
 The gateways read their other settings from this process's `EPITHRE_*` variables
 (`EPITHRE_API_KEYS=k make cluster`).
@@ -32,12 +37,13 @@ from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, ThreadPoolExecuto
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from model_repository import wire
 from runner.gateway import LocalGateway
 from runner.haproxy import SERVERS, LocalHaproxy
 from runner.paths import DEFAULT_REPOSITORY
+from runner.postgres import LocalPostgres
 from runner.probe import answers_ok
 from runner.prometheus import LocalPrometheus
 from runner.redis import LocalRedis
@@ -52,6 +58,9 @@ TOWER_INSTANCES = {wire.TEXT_ENCODER: 1, wire.IMAGE_ENCODER: 1}
 # of rotation before it stops accepting.
 DRAIN_S = 4.0
 SERVING_DEADLINE_S = 60.0
+# Where the gateways keep the Files and Batch APIs' metadata: SQLite in their shared data dir, or
+# the cluster's PostgreSQL.
+Metadata = Literal["sqlite", "postgresql"]
 
 
 class Startable(Protocol):
@@ -125,8 +134,9 @@ class ClusterPorts:
 
     haproxy: int = 8000
     prometheus: int = 9090
-    # Not 6379: Debian's package may run a server of its own there.
+    # Not 6379 nor 5432: Debian's packages may run servers of their own there.
     redis: int = 6380
+    postgres: int = 5433
     gateways: tuple[GatewayPorts, ...] = (GatewayPorts(8101, 9101), GatewayPorts(8102, 9102))
     tritons: tuple[TritonPorts, ...] = (
         TritonPorts(),
@@ -135,11 +145,12 @@ class ClusterPorts:
 
     @classmethod
     def free(cls) -> ClusterPorts:
-        ports = iter(free_ports(3 + 2 * len(SERVERS) + 3 * len(TRITONS)))
+        ports = iter(free_ports(4 + 2 * len(SERVERS) + 3 * len(TRITONS)))
         return cls(
             haproxy=next(ports),
             prometheus=next(ports),
             redis=next(ports),
+            postgres=next(ports),
             gateways=tuple(GatewayPorts(next(ports), next(ports)) for _ in SERVERS),
             tritons=tuple(TritonPorts(next(ports), next(ports), next(ports)) for _ in TRITONS),
         )
@@ -157,6 +168,8 @@ class Cluster:
         cluster.gateways[i].child        LocalGateway: .base_url, .metrics_url, .port
         cluster.haproxy.child            LocalHaproxy: .server_states(), .command("show stat")
         cluster.redis.child              LocalRedis: .url (both gateways' rate-limit storage)
+        cluster.postgres.child           LocalPostgres: .url (both gateways' database), or
+                                         cluster.postgres None on SQLite
         cluster.wait_serving()           until both gateways are ready and in HAProxy's rotation
     Usage:
         with running_cluster(tmp_path) as cluster:
@@ -168,6 +181,7 @@ class Cluster:
     haproxy: Supervisor[LocalHaproxy]
     prometheus: Supervisor[LocalPrometheus]
     redis: Supervisor[LocalRedis]
+    postgres: Supervisor[LocalPostgres] | None = None
 
     @property
     def url(self) -> str:
@@ -180,7 +194,10 @@ class Cluster:
     @property
     def layers(self) -> list[Sequence[Supervisor]]:
         """The order of the start; the stop goes the other way."""
-        return [(self.redis, self.prometheus, *self.tritons), self.gateways, (self.haproxy,)]
+        backends = (self.redis, self.prometheus, *self.tritons)
+        if self.postgres is not None:
+            backends += (self.postgres,)
+        return [backends, self.gateways, (self.haproxy,)]
 
     @classmethod
     def build(
@@ -190,11 +207,14 @@ class Cluster:
         repository: Path,
         ports: ClusterPorts,
         gateway_settings: Mapping[str, str],
+        database: Metadata = "sqlite",
     ) -> Cluster:
         """The cluster's processes, none started; `workdir` gets the repository and the logs.
 
         The gateways count rate limits in the cluster's Redis unless `gateway_settings` says
-        otherwise (EPITHRE_RATE_LIMIT_STORAGE).
+        otherwise (EPITHRE_RATE_LIMIT_STORAGE); `database` "postgresql" adds a PostgreSQL
+        (its data in `workdir`/postgres) that both keep their metadata in, unless
+        `gateway_settings` name another (EPITHRE_DATABASE_URL).
         """
         served = with_instances(repository, workdir / "repository", TOWER_INSTANCES)
         tritons = tuple(
@@ -212,7 +232,12 @@ class Cluster:
         # One target, every Triton: the gateway's channel balances over the addresses itself.
         targets = "ipv4:" + ",".join(t.child.grpc_url for t in tritons)
         redis = LocalRedis(port=ports.redis, workdir=workdir / "redis")
-        shared = {"EPITHRE_RATE_LIMIT_STORAGE": redis.url, **gateway_settings}
+        shared = {"EPITHRE_RATE_LIMIT_STORAGE": redis.url}
+        postgres = None
+        if database == "postgresql":
+            postgres = LocalPostgres(port=ports.postgres, workdir=workdir / "postgres")
+            shared["EPITHRE_DATABASE_URL"] = postgres.url
+        shared |= gateway_settings
         gateways = tuple(
             Supervisor(
                 LocalGateway(
@@ -245,6 +270,7 @@ class Cluster:
             haproxy=Supervisor(haproxy, name="haproxy"),
             prometheus=Supervisor(prometheus, name="prometheus"),
             redis=Supervisor(redis, name="redis"),
+            postgres=None if postgres is None else Supervisor(postgres, name="postgres"),
         )
 
     def start(self) -> None:
@@ -282,18 +308,21 @@ def running_cluster(
     *,
     repository: Path = DEFAULT_REPOSITORY,
     ports: ClusterPorts | None = None,
+    database: Metadata = "sqlite",
     **gateway_settings: str,
 ) -> Iterator[Cluster]:
     """The cluster on free ports (unless `ports`), serving through HAProxy; stopped at the end.
 
     `gateway_settings`: `EPITHRE_*` variables for both gateways (EPITHRE_DRAIN_S is DRAIN_S and
-    EPITHRE_RATE_LIMIT_STORAGE the cluster's Redis unless given). See `Cluster` for the handles.
+    EPITHRE_RATE_LIMIT_STORAGE the cluster's Redis unless given). `database`: see
+    `Cluster.build`. See `Cluster` for the handles.
     """
     cluster = Cluster.build(
         workdir,
         repository=repository,
         ports=ports or ClusterPorts.free(),
         gateway_settings={"EPITHRE_DRAIN_S": str(DRAIN_S), **gateway_settings},
+        database=database,
     )
     cluster.start()
     try:
@@ -314,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("build/cluster"), help="logs")
     parser.add_argument("--haproxy-port", type=int, default=defaults.haproxy)
     parser.add_argument("--prometheus-port", type=int, default=defaults.prometheus)
+    parser.add_argument(
+        "--database",
+        choices=get_args(Metadata),
+        default="sqlite",
+        help="where the gateways keep the Files and Batch APIs' metadata",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # SIGTERM takes the same path as Ctrl-C so both stop everything cleanly.
@@ -323,14 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         repository=args.model_repository,
         ports=ClusterPorts(haproxy=args.haproxy_port, prometheus=args.prometheus_port),
         gateway_settings={"EPITHRE_DRAIN_S": os.environ.get("EPITHRE_DRAIN_S", str(DRAIN_S))},
+        database=args.database,
     )
     print(f"starting (logs: {args.workdir})", file=sys.stderr, flush=True)
     try:
         cluster.start()
         cluster.wait_serving()
+        metadata = "SQLite" if cluster.postgres is None else cluster.postgres.child.url
         print(
             f"serving on {cluster.url}, Prometheus on {cluster.prometheus_url}, "
-            f"rate limits in {cluster.redis.child.url}",
+            f"rate limits in {cluster.redis.child.url}, metadata in {metadata}",
             file=sys.stderr,
             flush=True,
         )

@@ -165,6 +165,31 @@ def test_the_parts_are_wired_to_each_others_ports(tmp_path: Path) -> None:
     assert [g.child.settings["EPITHRE_RATE_LIMIT_STORAGE"] for g in cluster.gateways] == [
         "redis://127.0.0.1:6380/0"
     ] * 2
+    # SQLite in the data dir they share, unless asked for PostgreSQL.
+    assert cluster.postgres is None
+    assert all("EPITHRE_DATABASE_URL" not in g.child.settings for g in cluster.gateways)
+
+
+def test_on_postgresql_both_gateways_share_a_database_started_before_them(tmp_path: Path) -> None:
+    cluster = Cluster.build(
+        tmp_path / "cluster",
+        repository=_exported(tmp_path / "export"),
+        ports=ClusterPorts(),
+        gateway_settings={},
+        database="postgresql",
+    )
+    assert cluster.postgres is not None
+    postgres = cluster.postgres.child
+    assert (postgres.workdir, postgres.port, postgres.durable) == (
+        tmp_path / "cluster" / "postgres",
+        5433,
+        True,
+    )
+    assert [g.child.settings["EPITHRE_DATABASE_URL"] for g in cluster.gateways] == [
+        "postgresql://postgres@127.0.0.1:5433/epithre"
+    ] * 2
+    first, gateways, _ = cluster.layers
+    assert cluster.postgres in first and cluster.gateways == gateways
 
 
 def test_a_storage_given_to_the_gateways_wins_over_the_clusters_redis(tmp_path: Path) -> None:
@@ -202,7 +227,8 @@ def test_free_ports_are_all_different() -> None:
         ports.haproxy,
         ports.prometheus,
         ports.redis,
+        ports.postgres,
         *(p for g in ports.gateways for p in (g.http, g.metrics)),
         *(p for t in ports.tritons for p in (t.http, t.grpc, t.metrics)),
     ]
-    assert len(numbers) == len(set(numbers)) == 13
+    assert len(numbers) == len(set(numbers)) == 14
