@@ -393,10 +393,24 @@ def test_the_gateways_secrets_come_from_secrets_never_from_the_manifest() -> Non
     assert secrets == {
         "EPITHRE_API_KEYS": ("epithre-api-keys", "api-keys"),
         "EPITHRE_RATE_LIMIT_STORAGE": ("epithre-redis", "url"),
+        "EPITHRE_DATABASE_URL": ("epithre-postgres", "url"),
     }
-    # Redis is an existing one that the Secret names: the base runs none.
+    # Redis and PostgreSQL are existing ones that the Secrets name: the base runs neither.
     assert {m["kind"] for m in MANIFESTS.values()} & {"StatefulSet", "Secret"} == set()
-    assert all("redis" not in m["metadata"]["name"] for m in MANIFESTS.values())
+    assert all(
+        "redis" not in name and "postgres" not in name
+        for name in (m["metadata"]["name"] for m in MANIFESTS.values())
+    )
+
+
+def test_every_gateway_mounts_one_shared_data_volume_where_it_keeps_the_files() -> None:
+    data = _volume_mounts("gateway")["data"]
+    assert data["mount"] == {"name": "data", "mountPath": _gateway_settings().data_dir}
+    pvc = MANIFESTS["gateway-data-pvc.yaml"]
+    assert data["volume"]["persistentVolumeClaim"] == {"claimName": pvc["metadata"]["name"]}
+    # Gateway pods on several nodes mount it at once, and write to it as the image's user.
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert _pod("gateway")["spec"]["securityContext"]["fsGroup"] == 10001
 
 
 def test_no_service_link_variable_lands_in_the_gateways_settings_prefix() -> None:
