@@ -108,6 +108,18 @@ def once_each(*files: list[dict]) -> dict[str, dict]:
     return by_id
 
 
+def completed_once_each(client: OpenAI, batch_id: str, lines: list[dict]) -> dict[str, dict]:
+    """The batch's lines by custom_id once it ended, asserting that it completed with every one
+    of `lines` answered once, all in the output file."""
+    batch = wait(client, batch_id)
+    assert batch.status == "completed"
+    outputs = file_lines(client, batch.output_file_id)
+    answered = once_each(outputs, file_lines(client, batch.error_file_id))
+    assert set(answered) == {ln["custom_id"] for ln in lines}
+    assert len(outputs) == batch.request_counts.completed == len(lines)
+    return answered
+
+
 def test_sdk_batch_answers_every_line_as_the_realtime_endpoint(base_url: str) -> None:
     client = sdk(base_url)
     lines = texts_lines(60) + texts_lines(40, per_line=3, prefix="three")
@@ -251,12 +263,7 @@ def test_a_batch_killed_mid_run_completes_after_a_restart_then_one_expires(tmp_p
     restarted = {**SETTINGS, "EPITHRE_BATCH_COMPLETION_WINDOW_S": "3"}
     with runner_process(tmp_path / "second", EPITHRE_DATA_DIR=data, **restarted) as (_, url):
         client = sdk(url)
-        batch = wait(client, batch_id)
-        assert batch.status == "completed"
-        outputs = file_lines(client, batch.output_file_id)
-        answered = once_each(outputs, file_lines(client, batch.error_file_id))
-        assert set(answered) == {ln["custom_id"] for ln in lines}
-        assert len(outputs) == batch.request_counts.completed == len(lines)
+        completed_once_each(client, batch_id, lines)
 
         slow = texts_lines(200, per_line=8, prefix="slow")
         expired = wait(client, submit(client, slow).id)

@@ -21,9 +21,8 @@ from runner.triton import free_port
 from tests.integration.conftest import cosine
 from tests.integration.test_batches import (
     KEY,
+    completed_once_each,
     done,
-    file_lines,
-    once_each,
     sdk,
     submit,
     texts_lines,
@@ -81,12 +80,7 @@ def test_a_batch_created_through_a_replica_killed_mid_run_completes_through_the_
         assert wait_gone([doomed.pid], deadline_s=10) == []
         assert before.status == "in_progress" and done(before) < len(lines)
 
-        batch = wait(b, batch_id)
-        assert batch.status == "completed"
-        outputs = file_lines(b, batch.output_file_id)
-        answered = once_each(outputs, file_lines(b, batch.error_file_id))
-        assert set(answered) == {ln["custom_id"] for ln in lines}
-        assert len(outputs) == batch.request_counts.completed == len(lines)
+        answered = completed_once_each(b, batch_id, lines)
         for sample in (lines[0], lines[-1]):
             realtime = httpx.post(
                 f"{through_b}/v1/embeddings",
