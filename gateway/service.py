@@ -174,8 +174,11 @@ class EmbeddingService:
         texts_at, images_at = request.text_positions, request.image_positions
         texts = [request.input[i] for i in texts_at]
         # While two builds are served, a request's texts go as one part: split, they could come
-        # back from two builds, and one group would be computed again.
-        parts = 1 if self.builds.mixed else self._text_parts
+        # back from two builds, and one group would be computed again. Batch work goes as one
+        # part too: it has no latency to win from spreading a line over the tower instances,
+        # and one part keeps a line to one instance, leaving the other to realtime requests.
+        one_part = self.builds.mixed or priority == wire.PRIORITY_BATCH
+        parts = 1 if one_part else self._text_parts
         groups = [[texts_at[i] for i in g] for g in length_groups(texts, parts)]
         calls: list[PartCall] = [partial(self._texts, request, positions) for positions in groups]
         calls += [partial(self._image, request, position) for position in images_at]

@@ -174,3 +174,10 @@ def test_batch_work_reaches_the_towers_at_batch_priority_and_requests_at_realtim
         wire.PRIORITY_REALTIME,
         wire.PRIORITY_BATCH,
     ]
+
+
+def test_a_batch_line_goes_to_the_towers_as_one_part_and_a_request_as_one_per_instance():
+    embedder = LengthEmbedder()
+    embed(service(embedder, text_parts=2), request("a", "bb", "ccc"))
+    embed(service(embedder, text_parts=2), request("a", "bb", "ccc"), priority=wire.PRIORITY_BATCH)
+    assert embedder.text_calls == [["a", "ccc"], ["bb"], ["a", "bb", "ccc"]]
