@@ -16,6 +16,7 @@ differ.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -119,6 +120,14 @@ class EmbeddingService:
         self._metrics = metrics
         self._clock = clock
         self.builds = RecentBuilds(clock=clock)
+        # Realtime requests in the service now, and when the last one left it.
+        self._realtime_in_flight = 0
+        self._realtime_at = -math.inf
+
+    def realtime_within(self, seconds: float) -> bool:
+        """Whether realtime requests are being served, or one was within the last `seconds`:
+        batch work then gives way (gateway/batches/answers.py)."""
+        return self._realtime_in_flight > 0 or self._realtime_at >= self._clock() - seconds
 
     async def embed(
         self, request: EmbeddingRequest, *, caller: bytes, priority: int = wire.PRIORITY_REALTIME
@@ -127,6 +136,18 @@ class EmbeddingService:
 
         `priority` is the towers' queue priority: batch work (wire.PRIORITY_BATCH) waits behind
         realtime requests."""
+        if priority != wire.PRIORITY_REALTIME:
+            return await self._admitted(request, caller=caller, priority=priority)
+        self._realtime_in_flight += 1
+        try:
+            return await self._admitted(request, caller=caller, priority=priority)
+        finally:
+            self._realtime_in_flight -= 1
+            self._realtime_at = self._clock()
+
+    async def _admitted(
+        self, request: EmbeddingRequest, *, caller: bytes, priority: int
+    ) -> Embeddings:
         cost = request_cost(request, max_tokens=self._max_tokens)
         try:
             self.breaker.check()

@@ -142,9 +142,18 @@ class Settings:
     # EPITHRE_BATCH_CHUNK_LINES: input lines per chunk, the unit a worker takes, checkpoints and,
     # after a crash, runs again.
     batch_chunk_lines: int = 100
-    # EPITHRE_BATCH_MAX_IN_FLIGHT: batch lines a worker has in the model at once; it also backs
-    # off whenever admission control reports load, so realtime requests come first.
-    batch_max_in_flight: int = 4
+    # EPITHRE_BATCH_MAX_IN_FLIGHT: batch lines a worker has in the model at once while no
+    # realtime request comes (see below); it also backs off whenever admission control reports
+    # load.
+    batch_max_in_flight: int = 16
+    # EPITHRE_BATCH_IN_FLIGHT_BESIDE_REALTIME: batch lines a worker has in the model at once
+    # while realtime requests come (one in flight, or one ended within
+    # EPITHRE_BATCH_REALTIME_QUIET_S), so that they wait for little batch work in the towers
+    # (docs/tuning.md).
+    batch_in_flight_beside_realtime: int = 1
+    # EPITHRE_BATCH_REALTIME_QUIET_S: seconds after the last realtime request at which batch
+    # work takes the model back (EPITHRE_BATCH_MAX_IN_FLIGHT lines).
+    batch_realtime_quiet_s: float = 10.0
     # EPITHRE_BATCH_LEASE_S: a worker renews its hold on a chunk or a batch every third of this;
     # work held by a worker that died is taken again this long after its last renewal.
     batch_lease_s: float = 30.0
@@ -283,6 +292,8 @@ _CASTS: dict[str, Callable[[str], Any]] = {
     "batch_worker": _bool,
     "batch_chunk_lines": _positive_int,
     "batch_max_in_flight": _positive_int,
+    "batch_in_flight_beside_realtime": _positive_int,
+    "batch_realtime_quiet_s": _positive_float,
     "batch_lease_s": _positive_float,
     "batch_completion_window_s": _positive_float,
     "batch_token_budget": _non_negative_int,

@@ -7,17 +7,25 @@ batch tokens have their own budget). A refusal (a bad body, a broken image, a te
 token limit) is the line's answer, with its status and error body. Load is not: admission
 control refusing (429), an open circuit or a busy Triton (503) and a timeout (504) make the line
 wait for the Retry-After and go again, so batch work backs off instead of failing or crowding out
-realtime requests. At most `max_in_flight` lines are in the service at once.
+realtime requests.
+
+At most `pace.alone` lines are in the service at once, and `pace.beside_realtime` while realtime
+requests come (one is in flight, or one ended within `pace.quiet_s`). Priority orders the
+towers' queues, but it cannot take back an instance already computing batch work, and Triton's
+batcher fills a realtime request's execution with queued batch work: a realtime request waits for
+the batch lines in the model, so few are sent while realtime traffic is there.
 
 Usage:
-    answers = LineAnswers(service, request_type=rt, model="epithre-embed", max_in_flight=4)
+    answers = LineAnswers(service, request_type=rt, model="epithre-embed", pace=Pace.of(settings))
     answer = await answers.answer("line-1", b'{"model": "epithre-embed", "input": "hi"}')
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
@@ -27,6 +35,7 @@ from gateway.encoding import render_embeddings
 from gateway.errors import APIError, BackendTimeout, RetryLater
 from gateway.protocol import EmbeddingRequest
 from gateway.service import EmbeddingService
+from gateway.settings import Settings
 from gateway.validation import parse_request
 from model_repository import wire
 
@@ -38,6 +47,25 @@ BATCH_CALLER = b"batch"
 # Load that passes: the line waits and goes again, and never lands in the error file for it.
 LOAD = (RetryLater, BackendTimeout)
 MAX_WAIT_S = 30
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Batch lines in the model at once: `alone` while no realtime request is in flight or ended
+    within `quiet_s`, `beside_realtime` otherwise (EPITHRE_BATCH_MAX_IN_FLIGHT,
+    EPITHRE_BATCH_IN_FLIGHT_BESIDE_REALTIME, EPITHRE_BATCH_REALTIME_QUIET_S)."""
+
+    alone: int
+    beside_realtime: int
+    quiet_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Pace:
+        return cls(
+            alone=settings.batch_max_in_flight,
+            beside_realtime=settings.batch_in_flight_beside_realtime,
+            quiet_s=settings.batch_realtime_quiet_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -55,18 +83,38 @@ class LineAnswers:
         *,
         request_type: type[EmbeddingRequest],
         model: str,
-        max_in_flight: int,
+        pace: Pace,
     ) -> None:
         self._service = service
         self._request_type = request_type
         self._model = model
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._pace = pace
+        self._in_flight = 0
+        self._changed = asyncio.Condition()
+
+    def _limit(self) -> int:
+        realtime = self._service.realtime_within(self._pace.quiet_s)
+        return self._pace.beside_realtime if realtime else self._pace.alone
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """A place among the lines in the service, under the limit of the moment. The limit is
+        read again whenever a line leaves: one is always in flight while others wait."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._in_flight < self._limit())
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
 
     async def answer(self, custom_id: str, body: bytes, *, batch_id: str = "") -> Answer:
         """The line's answer; waits out any load, however long (the batch's lease and
         completion window bound it)."""
         while True:
-            async with self._slots:
+            async with self._slot():
                 try:
                     return await self._send(custom_id, body)
                 except LOAD as load:

@@ -3,7 +3,8 @@
 One loop takes, in turn, a batch-level step (validate a new batch's file; write the files of a
 batch that is done, cancelled or past its completion window) and chunks, at most CHUNKS_AT_ONCE
 at a time, so that one chunk's last lines overlap the next one's first. A chunk's lines are
-answered by `LineAnswers` (at most EPITHRE_BATCH_MAX_IN_FLIGHT at once, backing off under load),
+answered by `LineAnswers` (at most EPITHRE_BATCH_MAX_IN_FLIGHT at once, and
+EPITHRE_BATCH_IN_FLIGHT_BESIDE_REALTIME while realtime requests come; backing off under load),
 its lease renewed meanwhile, and its results committed with its checkpoint. Everything a worker
 holds is leased in the database, so a worker that dies leaves nothing behind for longer than
 EPITHRE_BATCH_LEASE_S: any worker (this process restarted, or another replica) takes it again.
@@ -29,7 +30,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-from gateway.batches.answers import Answer, LineAnswers
+from gateway.batches.answers import Answer, LineAnswers, Pace
 from gateway.batches.chunks import Chunk, Commit, LineResult
 from gateway.batches.objects import BatchError, BatchStatus
 from gateway.batches.records import CANCELLED, EXPIRED, unsent_record
@@ -73,7 +74,7 @@ class BatchWorker:
             service,
             request_type=request_type,
             model=facts.served_model_name,
-            max_in_flight=settings.batch_max_in_flight,
+            pace=Pace.of(settings),
         )
         self._builds = service.builds
         self._settings = settings

@@ -7,7 +7,7 @@ import base64
 
 import numpy as np
 import pytest
-from gateway_fakes import FACTS, MULTIMODAL, FakeEmbedder
+from gateway_fakes import FACTS, MULTIMODAL, FakeClock, FakeEmbedder
 
 from gateway.admission import Admission
 from gateway.breaker import CircuitBreaker
@@ -181,3 +181,24 @@ def test_a_batch_line_goes_to_the_towers_as_one_part_and_a_request_as_one_per_in
     embed(service(embedder, text_parts=2), request("a", "bb", "ccc"))
     embed(service(embedder, text_parts=2), request("a", "bb", "ccc"), priority=wire.PRIORITY_BATCH)
     assert embedder.text_calls == [["a", "ccc"], ["bb"], ["a", "bb", "ccc"]]
+
+
+def test_realtime_traffic_is_seen_for_the_quiet_seconds_after_a_request_and_batch_work_is_not():
+    clock = FakeClock()
+    batch_only = EmbeddingService(
+        FakeEmbedder(),
+        text_parts=1,
+        max_tokens=256,
+        deadline_s=30.0,
+        admission=Admission(admit_fraction=0.8, fair_fraction=0.5, clock=clock),
+        breaker=CircuitBreaker(FakeEmbedder().probe, threshold=2, probe_interval_s=60),
+        metrics=Metrics(),
+        clock=clock,
+    )
+    embed(batch_only, request("oren"), priority=wire.PRIORITY_BATCH)
+    assert not batch_only.realtime_within(1.0)
+    embed(batch_only, request("kucing"))
+    clock.now += 0.9
+    assert batch_only.realtime_within(1.0)
+    clock.now += 0.2
+    assert not batch_only.realtime_within(1.0)

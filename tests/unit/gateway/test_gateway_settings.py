@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway import Settings
+from gateway.batches.answers import Pace
 from gateway.settings import SettingsError
 
 
@@ -102,6 +103,8 @@ def test_api_keys_never_appear_in_repr():
         ("EPITHRE_KEEP_ALIVE_S", "0"),
         ("EPITHRE_BATCH_WORKER", "maybe"),
         ("EPITHRE_BATCH_CHUNK_LINES", "0"),
+        ("EPITHRE_BATCH_IN_FLIGHT_BESIDE_REALTIME", "0"),
+        ("EPITHRE_BATCH_REALTIME_QUIET_S", "0"),
     ],
 )
 def test_bad_value_raises_naming_the_variable(name, value):
@@ -113,6 +116,18 @@ def test_bad_value_raises_naming_the_variable(name, value):
 def test_the_batch_worker_can_be_turned_off_on_a_serving_replica(value, expected):
     assert Settings.from_env({"EPITHRE_BATCH_WORKER": value}).batch_worker is expected
     assert Settings().batch_worker is True
+
+
+def test_the_batch_pace_is_read_alone_beside_realtime_traffic_and_after_it():
+    settings = Settings.from_env(
+        {
+            "EPITHRE_BATCH_MAX_IN_FLIGHT": "32",
+            "EPITHRE_BATCH_IN_FLIGHT_BESIDE_REALTIME": "2",
+            "EPITHRE_BATCH_REALTIME_QUIET_S": "2.5",
+        }
+    )
+    assert Pace.of(settings) == Pace(alone=32, beside_realtime=2, quiet_s=2.5)
+    assert Pace.of(Settings()) == Pace(alone=16, beside_realtime=1, quiet_s=10.0)
 
 
 def test_file_settings_are_read_from_their_variables():
