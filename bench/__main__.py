@@ -19,6 +19,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import batch
 from bench.baselines import TextCeiling, sentence_transformers
 from bench.corpus import sentences
 from bench.images import image_patterns, images, in_process_images
@@ -69,7 +70,7 @@ def served(
     texts: list[str], burst: list[str], pictures: list[bytes], workdir: Path, *, sustained_n: int
 ) -> dict:
     """Every pattern through gateway + Triton, with the costs only this stack can report."""
-    with running_stack(workdir) as stack:
+    with running_stack(workdir, EPITHRE_DATA_DIR=str(workdir / "data")) as stack:
         gateway = [stack.gateway.pid]
 
         def server_pids() -> list[int]:
@@ -87,6 +88,7 @@ def served(
         results += asyncio.run(burst_patterns(target, burst))
         image_results = asyncio.run(image_patterns(target, pictures))
         overloaded = asyncio.run(overload(target, texts))
+        batch_work = asyncio.run(batch.measure(target, texts))
         positions = token_positions(stack.triton.metrics_url)
         # Memory is read after a warm-up, so that first-use allocations do not count as growth;
         # short texts make 10,000 requests take a minute, and length does not change what leaks.
@@ -105,6 +107,7 @@ def served(
         "results": results,
         "image_results": image_results,
         "overload": overloaded,
+        "batch": batch_work,
         "token_positions": positions,
         "memory_mib": (before, after),
         "peak_mib": peak,
@@ -162,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             texts, reference, Path(workdir) / "peers"
         )
     ordered = sorted(texts, key=ceiling.tokens)
+    cores = len(os.sched_getaffinity(0))
     run = Run(
         command=COMMAND,
-        machine=f"{platform.machine()} with {len(os.sched_getaffinity(0))} cores",
+        machine=f"{platform.machine()} with {cores} cores",
         texts=len(texts),
         mean_tokens=float(np.mean([ceiling.tokens(t) for t in texts])),
         ceiling_by_batch=by_batch,
@@ -190,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         unit="texts",
     )
     report = render(run, plot=plot.name)
-    args.output.write_text(report + kept_sections(args.output))
+    # The batch section sits among the kept ones, so that `python -m bench.batch` can update it.
+    batch_section = batch.section(ours["batch"], command=COMMAND, cores=cores)
+    args.output.write_text(batch.with_section(report + kept_sections(args.output), batch_section))
     print(report)
+    print(batch_section)
     return 0
 
 
