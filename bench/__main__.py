@@ -28,7 +28,7 @@ from bench.overload import overload
 from bench.peers import infinity
 from bench.plot import plot_throughput
 from bench.processes import cpu_seconds, peak_rss_mib, rss_mib
-from bench.report import OURS, Run, concurrency_series, render
+from bench.report import OURS, Run, concurrency_series, render, with_section
 from runner.stack import DEFAULT_REPOSITORY, ROOT, process_tree, running_stack
 
 COMMAND = "make bench"
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     report = render(run, plot=plot.name)
     # The batch section sits among the kept ones, so that `python -m bench.batch` can update it.
     batch_section = batch.section(ours["batch"], command=COMMAND, cores=cores)
-    args.output.write_text(batch.with_section(report + kept_sections(args.output), batch_section))
+    page = report + kept_sections(args.output)
+    args.output.write_text(with_section(page, batch.HEADING, batch_section))
     print(report)
     print(batch_section)
     return 0

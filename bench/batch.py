@@ -39,6 +39,7 @@ import orjson
 from bench.corpus import sentences
 from bench.load import Result, Target, client, in_flight
 from bench.processes import TICKS_PER_S, cpu_seconds
+from bench.report import with_section
 from runner.paths import ROOT
 from runner.processes import process_tree
 from runner.stack import running_stack
@@ -405,16 +406,6 @@ def _context(bench: BatchBench) -> str:
     )
 
 
-def with_section(page: str, text: str) -> str:
-    """`page` with its batch section replaced by `text`, or `text` appended when it has none."""
-    start = page.find(HEADING)
-    if start < 0:
-        return page.rstrip("\n") + "\n\n" + text
-    end = page.find("\n## ", start + len(HEADING))
-    rest = "\n" + page[end + 1 :] if end >= 0 else ""
-    return page[:start] + text + rest
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -438,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             bench = asyncio.run(measure(target, texts))
     text = section(bench, command=COMMAND, cores=len(os.sched_getaffinity(0)))
     page = args.output.read_text() if args.output.exists() else ""
-    args.output.write_text(with_section(page, text))
+    args.output.write_text(with_section(page, HEADING, text))
     print(text)
     return 0
 

@@ -240,3 +240,13 @@ def concurrency_series(run: Run) -> dict[str, dict[int, float]]:
             if r.name == f"single-text requests, {c} in flight":
                 series.setdefault(r.target, {})[c] = r.items_per_s
     return series
+
+
+def with_section(page: str, heading: str, text: str) -> str:
+    """`page` with the section under `heading` replaced by `text`, or `text` appended."""
+    start = page.find(heading)
+    if start < 0:
+        return page.rstrip("\n") + "\n\n" + text
+    end = page.find("\n## ", start + len(heading))
+    rest = "\n" + page[end + 1 :] if end >= 0 else ""
+    return page[:start] + text + rest

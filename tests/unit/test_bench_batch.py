@@ -12,9 +12,9 @@ from bench.batch import (
     batch_lines,
     section,
     texts_in,
-    with_section,
 )
 from bench.load import Result
+from bench.report import with_section
 from gateway.batches.validation import InputCheck
 
 
@@ -70,12 +70,12 @@ def test_the_section_judges_each_criterion_against_its_target():
 
 def test_the_section_replaces_its_old_self_and_keeps_the_sections_around_it():
     page = f"# Benchmarks\n\n## Overload\nrows\n\n{HEADING}\nold numbers\n\n## Later\nkept\n"
-    updated = with_section(page, f"{HEADING}\nnew numbers\n")
+    updated = with_section(page, HEADING, f"{HEADING}\nnew numbers\n")
     assert updated == page.replace("old numbers", "new numbers")
-    assert with_section(updated, f"{HEADING}\nnew numbers\n") == updated
+    assert with_section(updated, HEADING, f"{HEADING}\nnew numbers\n") == updated
 
 
 def test_the_section_is_appended_to_a_page_without_one():
-    assert with_section("# Benchmarks\nrows\n", f"{HEADING}\nnumbers\n") == (
+    assert with_section("# Benchmarks\nrows\n", HEADING, f"{HEADING}\nnumbers\n") == (
         f"# Benchmarks\nrows\n\n{HEADING}\nnumbers\n"
     )

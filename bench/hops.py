@@ -1,0 +1,243 @@
+"""`python -m bench.hops`: where the time of one request goes at 1 in flight (issue 16).
+
+One short text and the corpus's texts, each sent one request at a time three ways: through
+the gateway (HTTP), straight to Triton's text ensemble (gRPC, the call the gateway makes) and
+in-process (the tokenizer and ONNX Runtime on the served files). Triton's statistics, read
+before and after the served requests, split Triton's share into each model's queue and compute
+time. Writes its section of docs/benchmarks.md in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import orjson
+import tritonclient.grpc as grpcclient
+
+from bench.baselines import TextCeiling
+from bench.corpus import sentences
+from bench.report import with_section
+from model_repository import wire
+from runner.stack import DEFAULT_REPOSITORY, ROOT, running_stack
+
+COMMAND = "PYTHONPATH=. .venv/bin/python -m bench.hops"
+HEADING = "## Where the time of one request goes (issue 16)"
+MODEL = "epithre-embed"
+MAX_TOKENS = 256
+SHORT_TEXT = "halo"
+REQUESTS = 300
+JSON = {"Content-Type": "application/json"}
+WARM_UP = 20
+# The ensemble first: its figures are the whole of Triton's time; then its steps in order.
+MODELS = (wire.ENSEMBLE_TEXT, wire.TEXT_PREPROCESS, wire.TEXT_ENCODER, wire.POSTPROCESS)
+PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def p50(latencies_ms: list[float]) -> float:
+    return float(np.percentile(latencies_ms, 50))
+
+
+@dataclass(frozen=True)
+class ModelTimes:
+    """A model's mean milliseconds per request over a window, from Triton's statistics."""
+
+    requests: int
+    total_ms: float  # request received to response sent
+    parts_ms: dict[str, float]  # PARTS
+
+    @property
+    def others_ms(self) -> float:
+        """Inside the model's span but in none of its parts: the backend's own handling."""
+        return self.total_ms - sum(self.parts_ms.values())
+
+
+def statistics_ns(grpc_url: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """(count, ns) of success and of every part, per model."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        out = {}
+        for model in MODELS:
+            (stats,) = client.get_inference_statistics(model).model_stats
+            inference = stats.inference_stats
+            out[model] = {
+                name: (getattr(inference, name).count, getattr(inference, name).ns)
+                for name in ("success", *PARTS)
+            }
+        return out
+    finally:
+        client.close()
+
+
+def model_times(before: dict, after: dict) -> dict[str, ModelTimes]:
+    times = {}
+    for model in MODELS:
+        requests = after[model]["success"][0] - before[model]["success"][0]
+
+        def mean_ms(name: str, model: str = model, requests: int = requests) -> float:
+            return (after[model][name][1] - before[model][name][1]) / requests / 1e6
+
+        times[model] = ModelTimes(
+            requests, mean_ms("success"), {name: mean_ms(name) for name in PARTS}
+        )
+    return times
+
+
+async def served_ms(base_url: str, texts: list[str]) -> list[float]:
+    """One request per text through the gateway, one at a time, on one connection."""
+    latencies = []
+    async with aiohttp.ClientSession(base_url) as http:
+        for text in texts:
+            body = orjson.dumps({"model": MODEL, "input": text})
+            started = time.perf_counter()
+            async with http.post("/v1/embeddings", data=body, headers=JSON) as response:
+                await response.read()
+                response.raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def ensemble_inputs(text: str) -> list[grpcclient.InferInput]:
+    """One text's inputs to the text ensemble, as the gateway sends them."""
+    inputs = []
+    for tensor, value in (
+        (wire.TEXT, text.encode()),
+        (wire.INSTRUCTION, b""),
+        (wire.TRUNCATE, wire.TRUNCATE_END.encode()),
+    ):
+        infer_input = grpcclient.InferInput(tensor.name, [1, 1], tensor.dtype)
+        infer_input.set_data_from_numpy(np.array([[value]], dtype=np.object_))
+        inputs.append(infer_input)
+    dimensions = grpcclient.InferInput(wire.DIMENSIONS.name, [1, 1], wire.DIMENSIONS.dtype)
+    dimensions.set_data_from_numpy(np.zeros((1, 1), dtype=np.int32))
+    return [*inputs, dimensions]
+
+
+def grpc_ms(grpc_url: str, texts: list[str]) -> list[float]:
+    """One request per text straight to the ensemble, one at a time."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    latencies = []
+    try:
+        for text in texts:
+            inputs = ensemble_inputs(text)
+            started = time.perf_counter()
+            client.infer(wire.ENSEMBLE_TEXT, inputs, client_timeout=60)
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        client.close()
+    return latencies
+
+
+def in_process_ms(work: Callable[[str], object], texts: list[str]) -> list[float]:
+    latencies = []
+    for text in texts:
+        started = time.perf_counter()
+        work(text)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+@dataclass(frozen=True)
+class Hops:
+    """One kind of text's latencies each way (ms), and Triton's split of the served requests."""
+
+    label: str
+    served: list[float]
+    grpc: list[float]
+    tokenize: list[float]
+    in_process: list[float]  # tokenizing included, all cores, batch 1
+    models: dict[str, ModelTimes]
+
+
+def measure(label: str, texts: list[str], stack, ceiling: TextCeiling) -> Hops:
+    """`texts` one request at a time each way; Triton's statistics over the served requests."""
+    for text in texts[:WARM_UP]:
+        ceiling.embed([text])
+    asyncio.run(served_ms(stack.base_url, texts[:WARM_UP]))
+    grpc = grpc_ms(stack.triton.grpc_url, texts)
+    before = statistics_ns(stack.triton.grpc_url)
+    served = asyncio.run(served_ms(stack.base_url, texts))
+    models = model_times(before, statistics_ns(stack.triton.grpc_url))
+    tokenize = in_process_ms(ceiling.tokenizer.encode, texts)
+    in_process = in_process_ms(lambda text: ceiling.embed([text]), texts)
+    return Hops(label, served, grpc, tokenize, in_process, models)
+
+
+def section(runs: list[Hops], *, cores: int) -> str:
+    lines = [
+        HEADING,
+        "",
+        f"Command: `{COMMAND}`, on x86_64 with {cores} cores, the `make serve` settings. Each",
+        "text is sent one request at a time through the gateway (HTTP), straight to Triton's",
+        "text ensemble (gRPC, the call the gateway makes) and in-process (the tokenizer and ONNX",
+        "Runtime on the served files, all cores, batch 1). Triton's part is split by its",
+        "statistics, read before and after the requests through the gateway: mean milliseconds",
+        "per request.",
+        "",
+        "| | " + " | ".join(r.label for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+
+    def row(name: str, values: list[float]) -> None:
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+
+    row("through the gateway, p50", [p50(r.served) for r in runs])
+    row("straight to Triton over gRPC, p50", [p50(r.grpc) for r in runs])
+    row("gateway and HTTP (the difference)", [p50(r.served) - p50(r.grpc) for r in runs])
+    row(
+        f"Triton: {wire.ENSEMBLE_TEXT}, request to response (mean)",
+        [r.models[wire.ENSEMBLE_TEXT].total_ms for r in runs],
+    )
+    for model in MODELS[1:]:
+        for part in PARTS:
+            row(
+                f"- {model}: {part.replace('_', ' ')}",
+                [r.models[model].parts_ms[part] for r in runs],
+            )
+        row(f"- {model}: backend's own handling", [r.models[model].others_ms for r in runs])
+    row(
+        "- between the steps (the ensemble's own)",
+        [
+            r.models[wire.ENSEMBLE_TEXT].total_ms - sum(r.models[m].total_ms for m in MODELS[1:])
+            for r in runs
+        ],
+    )
+    row("in-process: tokenizing, p50", [p50(r.tokenize) for r in runs])
+    row("in-process: tokenizing and ONNX Runtime, p50", [p50(r.in_process) for r in runs])
+    row(
+        "overhead: through the gateway less in-process, p50",
+        [p50(r.served) - p50(r.in_process) for r in runs],
+    )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hops", description=__doc__)
+    parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    kinds = [
+        (f"one word ({SHORT_TEXT!r})", [SHORT_TEXT] * args.requests),
+        ("the corpus's texts", sentences(args.requests)),
+    ]
+    ceiling = TextCeiling(DEFAULT_REPOSITORY, max_tokens=MAX_TOKENS)
+    with tempfile.TemporaryDirectory() as workdir, running_stack(Path(workdir)) as stack:
+        runs = [measure(label, texts, stack, ceiling) for label, texts in kinds]
+    text = section(runs, cores=len(os.sched_getaffinity(0)))
+    page = args.output.read_text() if args.output.exists() else ""
+    args.output.write_text(with_section(page, HEADING, text))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
