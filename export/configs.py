@@ -27,6 +27,8 @@ PYTHON_TOWER_TUNING = {
     # threads than cores cost 20% more CPU per text.
     wire.P_PARALLEL_CHUNKS: 1,
     wire.P_INTRA_OP_THREADS: 1,
+    # A lone request has the cores to itself: its chunks run on all of them.
+    wire.P_SOLO_THREADS: 0,
     # Spinning threads burn the cores that tokenization and the gateway share with the tower.
     wire.P_ALLOW_SPINNING: 0,
     wire.P_CHUNK_ROWS: 4,
@@ -121,7 +123,7 @@ def _tower(
         backend=backend,
         inputs=inputs,
         outputs=[output],
-        queue_delay_us=4000,
+        queue_delay_us=0,
         max_batch_size=max_batch_size,
     )
     if backend == "onnxruntime":

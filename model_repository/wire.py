@@ -122,6 +122,8 @@ P_TOKEN_FEATURES = "token_features"  # comma-separated token tensors handed to t
 # The Python ONNX Runtime towers.
 P_ONNX_FILE = "onnx_file"
 P_INTRA_OP_THREADS = "intra_op_threads"
+# Threads of a run while no other instance of the tower computes (0 = every core the stub has).
+P_SOLO_THREADS = "solo_threads"
 P_ALLOW_SPINNING = "allow_spinning"
 P_CHUNK_ROWS = "chunk_rows"
 P_PARALLEL_CHUNKS = "parallel_chunks"

@@ -17,23 +17,36 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 import wire
 from batching import Chunk, length_chunks, row_chunks, stack_ragged
+from occupancy import Occupancy, occupancy_file
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config["parameters"].items()}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params[wire.P_INTRA_OP_THREADS])
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", params[wire.P_ALLOW_SPINNING]
-        )
         path = Path(args["model_repository"]) / args["model_version"] / params[wire.P_ONNX_FILE]
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def session(threads: int) -> ort.InferenceSession:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.add_session_config_entry(
+                "session.intra_op.allow_spinning", params[wire.P_ALLOW_SPINNING]
+            )
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        threads = int(params[wire.P_INTRA_OP_THREADS])
+        self.session = session(threads)
         self.chunk_rows = int(params[wire.P_CHUNK_ROWS])
         # Chunks run side by side on one session (ORT allows concurrent runs and releases the
         # GIL): single-threaded runs on every core beat one run spread over the cores.
-        self.pool = ThreadPoolExecutor(int(params[wire.P_PARALLEL_CHUNKS]) or os.cpu_count() or 1)
+        parallel = int(params[wire.P_PARALLEL_CHUNKS]) or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(parallel)
+        # Under load every instance computes and one thread each fills the cores; a chunk that
+        # finds no other instance computing, a lone request's, gets the solo session's threads.
+        solo_threads = int(params[wire.P_SOLO_THREADS]) or len(os.sched_getaffinity(0))
+        solo = parallel == 1 and solo_threads > threads
+        self.solo_session = session(solo_threads) if solo else self.session
+        self.occupancy = Occupancy(occupancy_file(config["name"], os.getppid()))
         self.input_names = [i["name"] for i in config["input"]]
         self.output_name = config["output"][0]["name"]
         # Rows with token lengths are cut to their own; "" keeps every row's shape (images, and
@@ -61,7 +74,8 @@ class TritonPythonModel:
             else np.concatenate([arrays[i] for arrays in per_request])
             for i, name in enumerate(self.input_names)
         }
-        embeddings = self._run(features)
+        with self.occupancy.computing():
+            embeddings = self._run(features)
         responses, start = [], 0
         for arrays in per_request:
             rows = arrays[0].shape[0]
@@ -89,7 +103,9 @@ class TritonPythonModel:
     def _run_chunk(self, features: dict[str, np.ndarray], chunk: Chunk) -> np.ndarray:
         columns = slice(None) if chunk.width is None else slice(0, chunk.width)
         inputs = {name: value[chunk.rows, columns] for name, value in features.items()}
-        return self.session.run([self.output_name], inputs)[0]
+        session = self.solo_session if self.occupancy.count() == 1 else self.session
+        return session.run([self.output_name], inputs)[0]
 
     def finalize(self) -> None:
         self.pool.shutdown()
+        self.occupancy.close()
