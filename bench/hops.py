@@ -25,7 +25,7 @@ import tritonclient.grpc as grpcclient
 
 from bench.baselines import TextCeiling
 from bench.corpus import sentences
-from bench.report import with_section
+from bench.report import p50, with_section
 from model_repository import wire
 from runner.stack import DEFAULT_REPOSITORY, ROOT, running_stack
 
@@ -40,10 +40,6 @@ WARM_UP = 20
 # The ensemble first: its figures are the whole of Triton's time; then its steps in order.
 MODELS = (wire.ENSEMBLE_TEXT, wire.TEXT_PREPROCESS, wire.TEXT_ENCODER, wire.POSTPROCESS)
 PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
-
-
-def p50(latencies_ms: list[float]) -> float:
-    return float(np.percentile(latencies_ms, 50))
 
 
 @dataclass(frozen=True)
@@ -145,6 +141,11 @@ def in_process_ms(work: Callable[[str], object], texts: list[str]) -> list[float
     return latencies
 
 
+def in_process_batch_1_ms(ceiling: TextCeiling, texts: list[str]) -> list[float]:
+    """Each text alone through the tokenizer and ONNX Runtime, as a request at 1 in flight."""
+    return in_process_ms(lambda text: ceiling.embed([text]), texts)
+
+
 @dataclass(frozen=True)
 class Hops:
     """One kind of text's latencies each way (ms), and Triton's split of the served requests."""
@@ -167,7 +168,7 @@ def measure(label: str, texts: list[str], stack, ceiling: TextCeiling) -> Hops:
     served = asyncio.run(served_ms(stack.base_url, texts))
     models = model_times(before, statistics_ns(stack.triton.grpc_url))
     tokenize = in_process_ms(ceiling.tokenizer.encode, texts)
-    in_process = in_process_ms(lambda text: ceiling.embed([text]), texts)
+    in_process = in_process_batch_1_ms(ceiling, texts)
     return Hops(label, served, grpc, tokenize, in_process, models)
 
 
