@@ -81,7 +81,9 @@ class TritonPythonModel:
         features = pad(items, length=length, pad_id=self.pad_id)
         real = sum(len(e.ids) for e in items)
         self.real_tokens.increment(real)
-        self.padding_tokens.increment(len(items) * length - real)
+        # Each increment is a round trip to the server; a lone text has no padding.
+        if padding := len(items) * length - real:
+            self.padding_tokens.increment(padding)
         outputs = [pb_utils.Tensor(name, features[name]) for name in self.feature_names]
         tokens = np.array([[len(e.ids)] for e in items], dtype=np.int32)
         truncated = np.array([[e.truncated] for e in items], dtype=np.bool_)
