@@ -227,6 +227,9 @@ class BatchWorker:
             await self._give_back(chunk)
         finally:
             lines.cancel()
+            # Cancelled lines leave their CancelledError as the gather's exception: read it here,
+            # or asyncio logs it as never retrieved.
+            lines.add_done_callback(_retrieved)
 
     async def _give_back(self, chunk: Chunk) -> None:
         # Best effort: a chunk not given back is taken again once its lease runs out.
@@ -315,3 +318,8 @@ class BatchWorker:
 
 def _where(chunk: Chunk) -> tuple[str, int]:
     return chunk.batch_id, chunk.first_line
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,6 +148,23 @@ def test_cancel_keeps_the_lines_done_and_cancels_the_rest(tmp_path) -> None:
     for line in unsent.values():
         OutputLine.model_validate(line)
         assert line["response"] is None and line["error"]["code"] == "batch_cancelled"
+
+
+def test_a_chunk_given_up_on_cancel_leaves_no_error_for_asyncio_to_log(tmp_path) -> None:
+    logged: list[str] = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: logged.append(context["message"]))
+        async with running(tmp_path, GatedEmbedder(blocked={"text 3"})) as harness:
+            batch_id = await harness.submit([texts(f"id-{i}", f"text {i}") for i in range(1, 5)])
+            await harness.reached(batch_id, 2)
+            await harness.store.cancel(OWNER, batch_id)
+            await harness.ended(batch_id)
+        gc.collect()  # an unretrieved exception is logged when its future is collected
+
+    asyncio.run(scenario())
+    assert logged == []
 
 
 def test_lines_not_done_in_the_completion_window_expire(tmp_path) -> None:
