@@ -7,6 +7,7 @@ the Triton server (the stubs' parent), so a restarted server starts from zero.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -26,6 +27,7 @@ class Occupancy:
     """`with occupancy.computing(): ... occupancy.count()`; the count includes the caller."""
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def count(self) -> int:
@@ -48,4 +50,9 @@ class Occupancy:
             self._add(-1)
 
     def close(self) -> None:
+        """Close, and remove the file, which the model's instances all leave together (unload,
+        shutdown). One that stayed would open a new file on its next start, splitting the count:
+        at worst a chunk runs on more threads than cores, never a wrong answer."""
         os.close(self._fd)
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()

@@ -43,3 +43,9 @@ def test_another_process_computing_on_the_same_file_is_counted(tmp_path: Path):
 def test_each_server_and_model_has_its_own_file():
     names = {occupancy_file(m, pid) for m in ("text_encoder", "image_encoder") for pid in (7, 8)}
     assert len(names) == 4
+
+
+def test_closing_removes_the_file(tmp_path: Path):
+    path = tmp_path / "tower.occupancy"
+    Occupancy(path).close()
+    assert not path.exists()
