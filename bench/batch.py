@@ -39,7 +39,7 @@ import orjson
 from bench.corpus import sentences
 from bench.load import Result, Target, client, in_flight
 from bench.processes import TICKS_PER_S, cpu_seconds
-from bench.report import with_section
+from bench.report import write_section
 from runner.paths import ROOT
 from runner.processes import process_tree
 from runner.stack import running_stack
@@ -428,9 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             bench = asyncio.run(measure(target, texts))
     text = section(bench, command=COMMAND, cores=len(os.sched_getaffinity(0)))
-    page = args.output.read_text() if args.output.exists() else ""
-    args.output.write_text(with_section(page, HEADING, text))
-    print(text)
+    write_section(args.output, HEADING, text)
     return 0
 
 

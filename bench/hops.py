@@ -25,7 +25,7 @@ import tritonclient.grpc as grpcclient
 
 from bench.baselines import TextCeiling
 from bench.corpus import sentences
-from bench.report import p50, with_section
+from bench.report import p50, write_section
 from model_repository import wire
 from runner.stack import DEFAULT_REPOSITORY, ROOT, running_stack
 
@@ -234,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as workdir, running_stack(Path(workdir)) as stack:
         runs = [measure(label, texts, stack, ceiling) for label, texts in kinds]
     text = section(runs, cores=len(os.sched_getaffinity(0)))
-    page = args.output.read_text() if args.output.exists() else ""
-    args.output.write_text(with_section(page, HEADING, text))
-    print(text)
+    write_section(args.output, HEADING, text)
     return 0
 
 

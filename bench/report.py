@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -438,3 +439,10 @@ def with_section(page: str, heading: str, text: str) -> str:
     end = page.find("\n## ", start + len(heading))
     rest = "\n" + page[end + 1 :] if end >= 0 else ""
     return page[:start] + text + rest
+
+
+def write_section(output: Path, heading: str, text: str) -> None:
+    """Replace (or add) the section under `heading` of the page at `output`, and print it."""
+    page = output.read_text() if output.exists() else ""
+    output.write_text(with_section(page, heading, text))
+    print(text)

@@ -21,6 +21,7 @@ from bench.report import (
     acceptance_16,
     render,
     singles_pattern,
+    write_section,
 )
 
 TORCH = "infinity-emb torch"
@@ -204,3 +205,10 @@ def test_issue_16_section_follows_issue_5_table():
     peers = text.index("### Against the best peer engine")
     assert issue_5 < issue_16 < peers < text.index("## Text")
     assert "| first request after 60 s idle, ms | reported | 70.00 | n/a |" in text
+
+
+def test_a_section_written_to_a_page_replaces_its_old_self_in_place(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## Hops\nold\n\n## Later\nkept\n")
+    write_section(page, "## Hops", "## Hops\nnew\n")
+    assert page.read_text() == "# Benchmarks\n\n## Hops\nnew\n\n## Later\nkept\n"
