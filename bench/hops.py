@@ -101,19 +101,21 @@ async def served_ms(base_url: str, texts: list[str]) -> list[float]:
     return latencies
 
 
-def ensemble_inputs(text: str) -> list[grpcclient.InferInput]:
-    """One text's inputs to the text ensemble, as the gateway sends them."""
+def ensemble_inputs(texts: list[str]) -> list[grpcclient.InferInput]:
+    """The text ensemble's inputs for `texts`, as the gateway sends them (no instruction, cut at
+    the end, native dimensions)."""
+    n = len(texts)
     inputs = []
-    for tensor, value in (
-        (wire.TEXT, text.encode()),
-        (wire.INSTRUCTION, b""),
-        (wire.TRUNCATE, wire.TRUNCATE_END.encode()),
+    for tensor, values in (
+        (wire.TEXT, [t.encode() for t in texts]),
+        (wire.INSTRUCTION, [b""] * n),
+        (wire.TRUNCATE, [wire.TRUNCATE_END.encode()] * n),
     ):
-        infer_input = grpcclient.InferInput(tensor.name, [1, 1], tensor.dtype)
-        infer_input.set_data_from_numpy(np.array([[value]], dtype=np.object_))
+        infer_input = grpcclient.InferInput(tensor.name, [n, 1], tensor.dtype)
+        infer_input.set_data_from_numpy(np.array(values, dtype=np.object_).reshape(n, 1))
         inputs.append(infer_input)
-    dimensions = grpcclient.InferInput(wire.DIMENSIONS.name, [1, 1], wire.DIMENSIONS.dtype)
-    dimensions.set_data_from_numpy(np.zeros((1, 1), dtype=np.int32))
+    dimensions = grpcclient.InferInput(wire.DIMENSIONS.name, [n, 1], wire.DIMENSIONS.dtype)
+    dimensions.set_data_from_numpy(np.zeros((n, 1), dtype=np.int32))
     return [*inputs, dimensions]
 
 
@@ -123,7 +125,7 @@ def grpc_ms(grpc_url: str, texts: list[str]) -> list[float]:
     latencies = []
     try:
         for text in texts:
-            inputs = ensemble_inputs(text)
+            inputs = ensemble_inputs([text])
             started = time.perf_counter()
             client.infer(wire.ENSEMBLE_TEXT, inputs, client_timeout=60)
             latencies.append((time.perf_counter() - started) * 1000)
