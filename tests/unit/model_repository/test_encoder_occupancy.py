@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 from occupancy import Occupancy, occupancy_file
@@ -49,3 +51,31 @@ def test_closing_removes_the_file(tmp_path: Path):
     path = tmp_path / "tower.occupancy"
     Occupancy(path).close()
     assert not path.exists()
+
+
+def test_instances_in_one_process_hold_a_slot_each(tmp_path: Path):
+    path = tmp_path / "tower.occupancy"
+    first, second = Occupancy(path), Occupancy(path)
+    with first.computing(), second.computing():
+        assert first.count() == 2
+
+
+def _hold_a_slot_while_computing(path: Path, started) -> None:
+    occupancy = Occupancy(path)
+    with occupancy.computing():
+        started.set()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_instance_s_slot_is_taken_over_and_no_longer_counted(tmp_path: Path):
+    path = tmp_path / "tower.occupancy"
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    killed = context.Process(target=_hold_a_slot_while_computing, args=(path, started))
+    killed.start()
+    killed.join(10)
+    assert started.is_set()
+    restarted = Occupancy(path)
+    assert restarted.count() == 0
+    with restarted.computing():
+        assert restarted.count() == 1
