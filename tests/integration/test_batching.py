@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from counting import FLUSH_INTERVAL_S
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
@@ -73,6 +75,20 @@ def token_positions(metrics_url: str) -> dict[tuple[str, str], float]:
     }
 
 
+def settled_token_positions(metrics_url: str, *, deadline_s: float = 30) -> dict:
+    """The counters once the stubs have sent every count: they send at most every
+    FLUSH_INTERVAL_S, so two reads that far apart and more agree."""
+    deadline = time.monotonic() + deadline_s
+    last = token_positions(metrics_url)
+    while time.monotonic() < deadline:
+        time.sleep(2 * FLUSH_INTERVAL_S)
+        now = token_positions(metrics_url)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the token counters kept changing for {deadline_s} s")
+
+
 def _ensemble_tokens(grpc_url: str, texts: list[str]) -> list[int]:
     """One Triton request for all `texts` (the gateway would split them), tokens per text."""
     inputs = []
@@ -92,9 +108,9 @@ def _ensemble_tokens(grpc_url: str, texts: list[str]) -> list[int]:
 
 def test_token_metrics_count_real_tokens_and_the_padding_computed(stack):
     short, long = _text(0, 2), _text(1, 40)
-    before = token_positions(stack.triton.metrics_url)
+    before = settled_token_positions(stack.triton.metrics_url)
     short_tokens, long_tokens = _ensemble_tokens(stack.triton.grpc_url, [short, long])
-    after = token_positions(stack.triton.metrics_url)
+    after = settled_token_positions(stack.triton.metrics_url)
     delta = {key: after[key] - before.get(key, 0.0) for key in after}
     real = short_tokens + long_tokens
     # The tower runs both rows in one chunk cut to the longer one; the preprocessor hands on

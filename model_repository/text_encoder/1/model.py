@@ -18,6 +18,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 import wire
 from batching import Chunk, length_chunks, row_chunks, stack_ragged
+from counting import TOKEN_KINDS, DeferredCounters
 from occupancy import Occupancy, occupancy_file
 
 
@@ -63,9 +64,12 @@ class TritonPythonModel:
             description="Token positions the encoder computed: real tokens or padding",
             kind=pb_utils.MetricFamily.COUNTER,
         )
-        labels = {"model": config["name"]}
-        self.real_tokens = self.token_positions.Metric(labels={**labels, "kind": "real"})
-        self.padding_tokens = self.token_positions.Metric(labels={**labels, "kind": "padding"})
+        self.token_counts = DeferredCounters(
+            {
+                kind: self.token_positions.Metric(labels={"model": config["name"], "kind": kind})
+                for kind in TOKEN_KINDS
+            }
+        )
 
     def execute(self, requests: list) -> list:
         per_request = [
@@ -95,10 +99,8 @@ class TritonPythonModel:
             lengths = features[self.length_input].sum(axis=1)
             chunks = list(length_chunks(lengths, chunk_rows=self.chunk_rows))
             real = int(lengths.sum())
-            self.real_tokens.increment(real)
-            # Each increment is a round trip to the server; a lone text has no padding.
-            if padding := sum(len(c.rows) * c.width for c in chunks) - real:
-                self.padding_tokens.increment(padding)
+            padding = sum(len(c.rows) * c.width for c in chunks) - real
+            self.token_counts.add(real=real, padding=padding)
         else:
             chunks = list(row_chunks(count, chunk_rows=self.chunk_rows))
         run = partial(self._run_chunk, features)
@@ -118,3 +120,4 @@ class TritonPythonModel:
         if self.pool:
             self.pool.shutdown()
         self.occupancy.close()
+        self.token_counts.close()

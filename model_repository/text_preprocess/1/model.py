@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import wire
+from counting import TOKEN_KINDS, DeferredCounters
 from tokenization import TextTokenizer, TokenLimitExceeded, pad, padded_length
 
 
@@ -41,8 +42,9 @@ class TritonPythonModel:
             description="Token positions handed to the encoder: real tokens or padding",
             kind=pb_utils.MetricFamily.COUNTER,
         )
-        self.real_tokens = self.token_positions.Metric(labels={"kind": "real"})
-        self.padding_tokens = self.token_positions.Metric(labels={"kind": "padding"})
+        self.token_counts = DeferredCounters(
+            {kind: self.token_positions.Metric(labels={"kind": kind}) for kind in TOKEN_KINDS}
+        )
 
     def execute(self, requests: list) -> list:
         results = [self._encode(request) for request in requests]
@@ -80,13 +82,13 @@ class TritonPythonModel:
     def _response(self, items: list, length: int):
         features = pad(items, length=length, pad_id=self.pad_id)
         real = sum(len(e.ids) for e in items)
-        self.real_tokens.increment(real)
-        # Each increment is a round trip to the server; a lone text has no padding.
-        if padding := len(items) * length - real:
-            self.padding_tokens.increment(padding)
+        self.token_counts.add(real=real, padding=len(items) * length - real)
         outputs = [pb_utils.Tensor(name, features[name]) for name in self.feature_names]
         tokens = np.array([[len(e.ids)] for e in items], dtype=np.int32)
         truncated = np.array([[e.truncated] for e in items], dtype=np.bool_)
         outputs.append(pb_utils.Tensor(wire.TOKENS.name, tokens))
         outputs.append(pb_utils.Tensor(wire.TRUNCATED.name, truncated))
         return pb_utils.InferenceResponse(output_tensors=outputs)
+
+    def finalize(self) -> None:
+        self.token_counts.close()
