@@ -1,6 +1,7 @@
-"""`TritonEmbedder`: the `Embedder` over one `tritonclient.grpc.aio` client, and its error map.
+"""`TritonEmbedder`: the `Embedder` over one `gateway.channel.TritonClient`, and its error map.
 
-Every name it sends or reads is the wire contract's (`model_repository/wire.py`).
+It builds Triton's `ModelInferRequest` and reads its `ModelInferResponse` itself, tensors as raw
+bytes. Every name it sends or reads is the wire contract's (`model_repository/wire.py`).
 """
 
 from __future__ import annotations
@@ -8,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput
-from tritonclient.grpc.aio import InferenceServerClient
-from tritonclient.utils import InferenceServerException
+from tritonclient.grpc import service_pb2
+from tritonclient.utils import triton_to_np_dtype
 
+from gateway.channel import TritonClient
 from gateway.embedder import EmbedOptions, ImageEmbedding, ModelFacts, TextEmbeddings
 from gateway.errors import (
     APIError,
@@ -70,8 +71,6 @@ _MESSAGES: dict[type[APIError], str] = {
     BackendUnavailable: "the model backend is unavailable",
     BackendBusy: "the model is busy; retry shortly",
 }
-# tritonclient reports a status as str(grpc.StatusCode.X).
-_STATUS_NAMES = {str(code): code for code in grpc.StatusCode}
 
 
 @contextlib.contextmanager
@@ -81,8 +80,6 @@ def map_triton_errors() -> Iterator[None]:
         yield
     except grpc.aio.AioRpcError as exc:
         raise status_error(exc.code(), exc.details()) from exc
-    except InferenceServerException as exc:
-        raise status_error(_STATUS_NAMES.get(str(exc.status())), exc.message()) from exc
     except TimeoutError as exc:
         raise BackendTimeout(_MESSAGES[BackendTimeout]) from exc
     except OSError as exc:
@@ -90,13 +87,13 @@ def map_triton_errors() -> Iterator[None]:
         raise BackendUnavailable(_MESSAGES[BackendUnavailable]) from exc
 
 
-def status_error(status: grpc.StatusCode | None, message: str | None) -> APIError:
+def status_error(status: grpc.StatusCode, message: str | None) -> APIError:
     """The API's error for a failed Triton call: a declared per-item error, or by status."""
     message = message or ""
     item = wire.ItemError.decode(message)
     if item is not None and status == grpc.StatusCode.INVALID_ARGUMENT:
         return _item_error(item)
-    kind = STATUS_ERRORS.get(status, BackendError) if status is not None else BackendError
+    kind = STATUS_ERRORS[status]
     if kind is BackendUnavailable and any(overload in message for overload in _OVERLOAD):
         kind = BackendBusy
     if kind is not BackendBusy:
@@ -139,7 +136,7 @@ def parse_facts(
     tower: Mapping[str, Any],
     image_preprocess: Mapping[str, Any] | None = None,
 ) -> ModelFacts:
-    """`ModelFacts` from the configs Triton loaded (`get_model_config(..., as_json=True)`).
+    """`ModelFacts` from the configs Triton loaded (`TritonClient.model_config`).
 
     The ensemble states the model; the text tower's instances say how many parts a request's
     texts go as; the image preprocess states the pixel cap the gateway applies first.
@@ -159,15 +156,63 @@ def parse_facts(
     )
 
 
-def _input(tensor: wire.Tensor, rows: np.ndarray) -> InferInput:
-    """One wire tensor of `len(rows)` rows, each `[value]`."""
-    infer_input = InferInput(tensor.name, [len(rows), 1], tensor.dtype)
-    infer_input.set_data_from_numpy(rows.reshape(len(rows), 1))
-    return infer_input
+def _bytes_tensor(values: Iterable[bytes]) -> bytes:
+    """A BYTES tensor as Triton reads it raw: each element's length, 4 bytes little-endian, then
+    the element (tritonclient's `serialize_byte_tensor`)."""
+    return b"".join(len(value).to_bytes(4, "little") + value for value in values)
 
 
-def _strings(values: Sequence[str | bytes]) -> np.ndarray:
-    return np.array([v.encode() if isinstance(v, str) else v for v in values], dtype=np.object_)
+def _requested(
+    tensors: Iterable[wire.Tensor],
+) -> list[service_pb2.ModelInferRequest.InferRequestedOutputTensor]:
+    return [service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=t.name) for t in tensors]
+
+
+def _request(
+    model: str,
+    inputs: Mapping[wire.Tensor, bytes],
+    *,
+    rows: int,
+    outputs: Sequence[service_pb2.ModelInferRequest.InferRequestedOutputTensor],
+    priority: int,
+) -> service_pb2.ModelInferRequest:
+    """A call to `model` with `inputs` of `rows` rows, each `[value]`, given raw."""
+    request = service_pb2.ModelInferRequest(
+        model_name=model, outputs=outputs, raw_input_contents=inputs.values()
+    )
+    for tensor in inputs:
+        request.inputs.add(name=tensor.name, datatype=tensor.dtype, shape=(rows, 1))
+    request.parameters[wire.REQUEST_PRIORITY].uint64_param = priority
+    return request
+
+
+def _raw_output(
+    response: service_pb2.ModelInferResponse, tensor: wire.Tensor
+) -> tuple[service_pb2.ModelInferResponse.InferOutputTensor, bytes]:
+    """`tensor`'s output in `response`, and its raw contents."""
+    for output, raw in zip(response.outputs, response.raw_output_contents, strict=True):
+        if output.name == tensor.name:
+            return output, raw
+    raise KeyError(f"the answer has no output {tensor.name}")
+
+
+def _array(response: service_pb2.ModelInferResponse, tensor: wire.Tensor) -> np.ndarray:
+    """A numeric output, in the dtype and shape Triton answered it with."""
+    output, raw = _raw_output(response, tensor)
+    return np.frombuffer(raw, dtype=triton_to_np_dtype(output.datatype)).reshape(output.shape)
+
+
+def _build(response: service_pb2.ModelInferResponse) -> str:
+    """The build that computed the answer: FINGERPRINT's first element (one Triton computed the
+    whole answer, so every row names the same)."""
+    _, raw = _raw_output(response, wire.FINGERPRINT)
+    return raw[4 : 4 + int.from_bytes(raw[:4], "little")].decode()
+
+
+def _dimensions(rows: int, options: EmbedOptions) -> bytes:
+    return np.full(
+        rows, options.dimensions, dtype=triton_to_np_dtype(wire.DIMENSIONS.dtype)
+    ).tobytes()
 
 
 class TritonEmbedder:
@@ -178,7 +223,7 @@ class TritonEmbedder:
 
     def __init__(
         self,
-        client: InferenceServerClient,
+        client: TritonClient,
         *,
         timeout_s: float,
         ensemble: str = wire.ENSEMBLE_TEXT,
@@ -188,14 +233,12 @@ class TritonEmbedder:
         self._ensemble = ensemble
         self._image_ensemble = image_ensemble
         self._timeout_s = timeout_s
-        self._text_outputs = [InferRequestedOutput(t.name) for t in wire.TEXT_OUTPUTS]
-        self._image_outputs = [InferRequestedOutput(t.name) for t in wire.IMAGE_OUTPUTS]
+        self._text_outputs = _requested(wire.TEXT_OUTPUTS)
+        self._image_outputs = _requested(wire.IMAGE_OUTPUTS)
 
     async def _config(self, model: str) -> Mapping[str, Any]:
         with map_triton_errors():
-            return await self._client.get_model_config(
-                model, as_json=True, client_timeout=self._timeout_s
-            )
+            return await self._client.model_config(model, timeout_s=self._timeout_s)
 
     async def facts(self) -> ModelFacts:
         ensemble = await self._config(self._ensemble)
@@ -204,15 +247,15 @@ class TritonEmbedder:
         image_preprocess = await self._config(wire.IMAGE_PREPROCESS) if images else None
         return parse_facts(ensemble, tower, image_preprocess)
 
-    def swap_client(self, new: InferenceServerClient) -> InferenceServerClient:
+    def swap_client(self, new: TritonClient) -> TritonClient:
         """Send later calls through `new` (gateway/channel.py reopens the channel); return the
         client used until now, which the caller closes once its calls are done."""
         old, self._client = self._client, new
         return old
 
     async def _infer(
-        self, model: str, inputs: list[InferInput], outputs: list, options: EmbedOptions
-    ):
+        self, request: service_pb2.ModelInferRequest, options: EmbedOptions
+    ) -> service_pb2.ModelInferResponse:
         """One Triton call within the options' deadline, tried again on another Triton while
         the one it went to vanished (embeddings are idempotent)."""
         loop = asyncio.get_running_loop()
@@ -220,52 +263,55 @@ class TritonEmbedder:
         deadline = loop.time() + timeout_s
         tries = 1
         while True:
+            # Work still queued this late would not finish in time: Triton drops it (an overload
+            # answer, 429) rather than compute it for a caller about to get 504.
+            queue_timeout_us = int(timeout_s * QUEUE_SHARE * 1_000_000)
+            request.parameters[wire.REQUEST_TIMEOUT].int64_param = queue_timeout_us
             try:
                 with map_triton_errors():
-                    return await self._client.infer(
-                        model,
-                        inputs,
-                        outputs=outputs,
-                        client_timeout=timeout_s,
-                        # Work still queued this late would not finish in time: Triton drops it
-                        # (an overload answer, 429) rather than compute it for a caller about to
-                        # get 504.
-                        timeout=int(timeout_s * QUEUE_SHARE * 1_000_000),
-                        priority=options.priority,
-                    )
+                    return await self._client.infer(request, timeout_s=timeout_s)
             except BackendUnavailable:
                 if tries == TRANSPORT_TRIES:
                     raise
                 tries += 1
                 timeout_s = deadline - loop.time()
-                logger.warning("triton call to %s failed in transport; trying another", model)
-
-    def _dimensions(self, rows: int, options: EmbedOptions) -> InferInput:
-        return _input(wire.DIMENSIONS, np.full(rows, options.dimensions, dtype=np.int32))
+                logger.warning(
+                    "triton call to %s failed in transport; trying another", request.model_name
+                )
 
     async def embed_texts(self, texts: Sequence[str], options: EmbedOptions) -> TextEmbeddings:
         n = len(texts)
-        inputs = [
-            _input(wire.TEXT, _strings(texts)),
-            _input(wire.INSTRUCTION, _strings([options.instruction] * n)),
-            _input(wire.TRUNCATE, _strings([options.truncate] * n)),
-            self._dimensions(n, options),
-        ]
-        result = await self._infer(self._ensemble, inputs, self._text_outputs, options)
+        inputs = {
+            wire.TEXT: _bytes_tensor(text.encode() for text in texts),
+            # The same value on every row: encoded once.
+            wire.INSTRUCTION: _bytes_tensor([options.instruction.encode()]) * n,
+            wire.TRUNCATE: _bytes_tensor([options.truncate.encode()]) * n,
+            wire.DIMENSIONS: _dimensions(n, options),
+        }
+        request = _request(
+            self._ensemble, inputs, rows=n, outputs=self._text_outputs, priority=options.priority
+        )
+        response = await self._infer(request, options)
         return TextEmbeddings(
-            vectors=np.ascontiguousarray(result.as_numpy(wire.EMBEDDING.name), dtype=np.float32),
-            tokens=result.as_numpy(wire.TOKENS.name).reshape(n),
-            truncated=result.as_numpy(wire.TRUNCATED.name).reshape(n).astype(bool),
-            # One Triton computed the whole answer: every row names the same build.
-            build=result.as_numpy(wire.FINGERPRINT.name).reshape(-1)[0].decode(),
+            vectors=np.ascontiguousarray(_array(response, wire.EMBEDDING), dtype=np.float32),
+            tokens=_array(response, wire.TOKENS).reshape(n),
+            truncated=_array(response, wire.TRUNCATED).reshape(n).astype(bool),
+            build=_build(response),
         )
 
     async def embed_image(self, image: bytes, options: EmbedOptions) -> ImageEmbedding:
-        inputs = [_input(wire.IMAGE, _strings([image])), self._dimensions(1, options)]
-        result = await self._infer(self._image_ensemble, inputs, self._image_outputs, options)
+        inputs = {wire.IMAGE: _bytes_tensor([image]), wire.DIMENSIONS: _dimensions(1, options)}
+        request = _request(
+            self._image_ensemble,
+            inputs,
+            rows=1,
+            outputs=self._image_outputs,
+            priority=options.priority,
+        )
+        response = await self._infer(request, options)
         return ImageEmbedding(
-            vector=np.asarray(result.as_numpy(wire.EMBEDDING.name)[0], dtype=np.float32),
-            build=result.as_numpy(wire.FINGERPRINT.name).reshape(-1)[0].decode(),
+            vector=np.asarray(_array(response, wire.EMBEDDING)[0], dtype=np.float32),
+            build=_build(response),
         )
 
     async def probe(self) -> None:

@@ -33,8 +33,8 @@ MAX_IMAGE_BATCH = 16
 
 # How long a call may wait, and how soon a lost Triton is noticed. The queue timeout of the towers
 # (the models with a dynamic batcher): a request that names none may wait this long in a tower's
-# queue. The gateway names its remaining deadline instead (tritonclient's `timeout`, in
-# microseconds), which Triton honours only when it is shorter than this: so this outlasts any
+# queue. The gateway names its remaining deadline instead (the request parameter REQUEST_TIMEOUT,
+# in microseconds), which Triton honours only when it is shorter than this: so this outlasts any
 # deadline the gateway keeps (EPITHRE_REQUEST_TIMEOUT_S, 30 s by default), and a request whose
 # caller has given up is rejected unrun with UNAVAILABLE "Request timeout expired".
 QUEUE_TIMEOUT_US = 600 * 1_000_000
@@ -54,6 +54,9 @@ KEEPALIVE_TIMEOUT_MS = 1_000
 PRIORITY_LEVELS = 2
 PRIORITY_REALTIME = 1
 PRIORITY_BATCH = 2
+# Triton's request parameters that carry a call's priority and its queue timeout.
+REQUEST_PRIORITY = "priority"
+REQUEST_TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import grpc
 import numpy as np
 from PIL import Image
 from starlette.testclient import TestClient
-from tritonclient.utils import InferenceServerException
 
 from gateway import ModelFacts, Settings, TextEmbeddings, create_app
 from gateway.embedder import EmbedOptions, ImageEmbedding
@@ -150,11 +150,17 @@ def invalid_image(reason: str) -> str:
     return f"in ensemble 'embed_image', {error.encode()}"
 
 
+def grpc_error(status: grpc.StatusCode, message: str) -> grpc.aio.AioRpcError:
+    """A failed call as Triton's gRPC stub raises it."""
+    return grpc.aio.AioRpcError(status, grpc.aio.Metadata(), grpc.aio.Metadata(), message)
+
+
 def triton_failure(status: str, message: str) -> Exception:
-    """An error as TritonEmbedder raises it: a tritonclient exception passed through the map."""
+    """An error as TritonEmbedder raises it: a failed gRPC call, `status` spelled as
+    str(grpc.StatusCode.X), passed through the map."""
     try:
         with map_triton_errors():
-            raise InferenceServerException(msg=message, status=status)
+            raise grpc_error(grpc.StatusCode[status.removeprefix("StatusCode.")], message)
     except Exception as exc:
         return exc
     raise AssertionError("unreachable")

@@ -4,8 +4,8 @@ import asyncio
 import json
 
 import grpc
-from tritonclient.grpc import service_pb2, service_pb2_grpc
-from tritonclient.utils import InferenceServerException
+from gateway_fakes import grpc_error
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from gateway.channel import CHANNEL_ARGS, client, reopen_every
 
@@ -31,9 +31,22 @@ class CountingTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self) -> None:
         self.calls = 0
 
-    async def ServerLive(self, request, context):
+    async def ServerReady(self, request, context):
         self.calls += 1
-        return service_pb2.ServerLiveResponse(live=True)
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    async def ModelConfig(self, request, context):
+        config = model_config_pb2.ModelConfig(
+            name=request.name,
+            max_batch_size=64,
+            instance_group=[
+                model_config_pb2.ModelInstanceGroup(
+                    count=2, kind=model_config_pb2.ModelInstanceGroup.KIND_CPU
+                )
+            ],
+            parameters={"max_tokens": model_config_pb2.ModelParameter(string_value="256")},
+        )
+        return service_pb2.ModelConfigResponse(config=config)
 
 
 async def _serve(servicer: CountingTriton) -> tuple[grpc.aio.Server, int]:
@@ -52,15 +65,15 @@ def test_a_target_list_spreads_calls_over_every_server_and_skips_a_stopped_one()
         try:
             # Calls go to whichever server is connected: both are, once both have answered.
             while not all(t.calls for t in tritons):
-                assert await triton.is_server_live(client_timeout=5)
+                assert await triton.is_server_ready(timeout_s=5)
             for t in tritons:
                 t.calls = 0
             for _ in range(20):
-                assert await triton.is_server_live(client_timeout=5)
+                assert await triton.is_server_ready(timeout_s=5)
             spread = [t.calls for t in tritons]
             await first.stop(grace=None)
             for _ in range(10):
-                assert await triton.is_server_live(client_timeout=5)
+                assert await triton.is_server_ready(timeout_s=5)
             return spread, [t.calls for t in tritons]
         finally:
             await triton.close()
@@ -71,13 +84,33 @@ def test_a_target_list_spreads_calls_over_every_server_and_skips_a_stopped_one()
     assert after[1] == 20
 
 
+def test_a_model_config_reads_as_tritonclient_s_json_with_the_proto_s_field_names():
+    async def scenario() -> dict:
+        server, port = await _serve(CountingTriton())
+        triton = client(f"127.0.0.1:{port}")
+        try:
+            return await triton.model_config("text_encoder", timeout_s=5)
+        finally:
+            await triton.close()
+            await server.stop(grace=None)
+
+    assert asyncio.run(scenario()) == {
+        "config": {
+            "name": "text_encoder",
+            "max_batch_size": 64,
+            "instance_group": [{"count": 2, "kind": "KIND_CPU"}],
+            "parameters": {"max_tokens": {"string_value": "256"}},
+        }
+    }
+
+
 class FakeClient:
     def __init__(self, name: str, *, ready: bool = True) -> None:
         self.name, self.ready, self.closed = name, ready, False
 
-    async def is_server_ready(self, client_timeout: float) -> bool:
+    async def is_server_ready(self, *, timeout_s: float) -> bool:
         if not self.ready:
-            raise InferenceServerException(msg="refused", status="StatusCode.UNAVAILABLE")
+            raise grpc_error(grpc.StatusCode.UNAVAILABLE, "refused")
         return True
 
     async def close(self) -> None:

@@ -7,11 +7,12 @@ import grpc
 import numpy as np
 import orjson
 import pytest
-from gateway_fakes import invalid_image, token_limit
-from tritonclient.grpc.aio import InferenceServerClient
-from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
+from gateway_fakes import grpc_error, invalid_image, token_limit
+from tritonclient.grpc import service_pb2
+from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from gateway import ModelFacts
+from gateway.channel import client
 from gateway.embedder import EmbedOptions
 from gateway.errors import (
     APIError,
@@ -56,13 +57,8 @@ def mapped(exc: BaseException) -> APIError:
     return info.value
 
 
-def triton_error(status: grpc.StatusCode | None, message: str) -> InferenceServerException:
-    # The shape tritonclient.grpc.aio raises: status is str(grpc.StatusCode.X).
-    return InferenceServerException(msg=message, status=None if status is None else str(status))
-
-
 def test_token_limit_item_error_becomes_422_naming_the_row():
-    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, token_limit(2, 301, 256)))
+    error = mapped(grpc_error(grpc.StatusCode.INVALID_ARGUMENT, token_limit(2, 301, 256)))
     assert isinstance(error, TokenLimitExceeded)
     assert (error.status, error.param, error.item, error.tokens, error.limit) == (
         422,
@@ -79,7 +75,7 @@ def test_token_limit_item_error_becomes_422_naming_the_row():
 
 def test_invalid_image_item_error_becomes_400_with_the_reason():
     error = mapped(
-        triton_error(
+        grpc_error(
             grpc.StatusCode.INVALID_ARGUMENT, invalid_image("cannot identify image file\nTrace")
         )
     )
@@ -98,19 +94,19 @@ def test_invalid_image_item_error_becomes_400_with_the_reason():
 
 
 def test_an_item_error_naming_a_row_the_request_lacks_is_502():
-    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, token_limit(5, 301, 256)))
+    error = mapped(grpc_error(grpc.StatusCode.INVALID_ARGUMENT, token_limit(5, 301, 256)))
     assert (type(error.at([0, 1])), error.at([0, 1]).status) == (BackendError, 502)
 
 
 def test_invalid_image_reason_is_cut_at_200_characters():
-    error = mapped(triton_error(grpc.StatusCode.INVALID_ARGUMENT, invalid_image("x" * 5000)))
+    error = mapped(grpc_error(grpc.StatusCode.INVALID_ARGUMENT, invalid_image("x" * 5000)))
     assert error.reason == "x" * 200
 
 
 def test_invalid_argument_without_an_item_error_is_a_502_bug_report():
     # Triton's own tensor checks and the models' checks of what the gateway sent answer this.
     error = mapped(
-        triton_error(
+        grpc_error(
             grpc.StatusCode.INVALID_ARGUMENT,
             "in ensemble 'embed_text', unexpected shape for input 'TEXT'",
         )
@@ -119,23 +115,23 @@ def test_invalid_argument_without_an_item_error_is_a_502_bug_report():
 
 
 def test_an_item_error_under_another_status_is_not_trusted():
-    error = mapped(triton_error(grpc.StatusCode.INTERNAL, token_limit(0, 301, 256)))
+    error = mapped(grpc_error(grpc.StatusCode.INTERNAL, token_limit(0, 301, 256)))
     assert (type(error), error.status) == (BackendError, 502)
 
 
 def test_logged_backend_messages_are_capped(caplog):
-    mapped(triton_error(grpc.StatusCode.INTERNAL, "y" * 5000))
+    mapped(grpc_error(grpc.StatusCode.INTERNAL, "y" * 5000))
     assert "y" * 500 in caplog.text and "y" * 501 not in caplog.text
 
 
 def test_queue_timeout_is_overload_429_not_503():
-    error = mapped(triton_error(grpc.StatusCode.UNAVAILABLE, "Request timeout expired"))
+    error = mapped(grpc_error(grpc.StatusCode.UNAVAILABLE, "Request timeout expired"))
     assert (type(error), error.status, error.headers()) == (BackendBusy, 429, {"Retry-After": "1"})
 
 
 def test_full_queue_is_429_with_retry_after():
     error = mapped(
-        triton_error(
+        grpc_error(
             grpc.StatusCode.UNAVAILABLE, "Exceeds maximum queue size for model 'text_preprocess'"
         )
     )
@@ -144,22 +140,13 @@ def test_full_queue_is_429_with_retry_after():
 
 
 def test_deadline_is_504():
-    error = mapped(triton_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+    error = mapped(grpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
     assert (type(error), error.status) == (BackendTimeout, 504)
 
 
 def test_other_unavailable_is_503():
-    error = mapped(triton_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
+    error = mapped(grpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
     assert (type(error), error.status) == (BackendUnavailable, 503)
-
-
-def test_raw_grpc_errors_are_mapped_like_triton_ones():
-    def rpc(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
-
-    assert mapped(rpc(grpc.StatusCode.UNAVAILABLE, "Exceeds maximum queue size")).status == 429
-    assert mapped(rpc(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")).status == 504
-    assert mapped(rpc(grpc.StatusCode.UNAVAILABLE, "Socket closed")).status == 503
 
 
 def test_transport_errors_are_503_and_timeouts_504():
@@ -169,13 +156,12 @@ def test_transport_errors_are_503_and_timeouts_504():
 
 def test_other_errors_are_502_without_internals():
     error = mapped(
-        triton_error(
+        grpc_error(
             grpc.StatusCode.INTERNAL, "Traceback /opt/models/embed_postprocess/1/model.py line 9"
         )
     )
     assert (type(error), error.status) == (BackendError, 502)
     assert orjson.loads(error.body())["error"]["message"] == "the model backend failed to answer"
-    assert mapped(triton_error(None, "model version must be a string")).status == 502
 
 
 @pytest.mark.parametrize(
@@ -202,7 +188,7 @@ def test_other_errors_are_502_without_internals():
     ids=lambda value: getattr(value, "name", str(value)),
 )
 def test_each_grpc_status_has_its_http_status(code, status):
-    assert mapped(triton_error(code, "x")).status == status
+    assert mapped(grpc_error(code, "x")).status == status
 
 
 def test_the_status_table_names_every_grpc_status():
@@ -244,44 +230,50 @@ def test_a_tower_without_instance_groups_counts_as_one_instance():
     assert parse_facts(CONFIG, {"config": {}}).text_tower_instances == 1
 
 
-class StubResult:
-    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
-        self.outputs = outputs
-
-    def as_numpy(self, name: str) -> np.ndarray:
-        return self.outputs[name]
+def _answer(n: int) -> service_pb2.ModelInferResponse:
+    """The text ensemble's answer for `n` texts (the image ensemble's has the same EMBEDDING and
+    FINGERPRINT), its outputs in another order than the request named them."""
+    answer = service_pb2.ModelInferResponse(model_name="embed_text")
+    for name, datatype, values in (
+        ("FINGERPRINT", "BYTES", np.array([[b"b1"]] * n, dtype=np.object_)),
+        ("EMBEDDING", "FP32", np.ones((n, 4), dtype=np.float32) / 2),
+        ("TRUNCATED", "BOOL", np.array([[False], [True]][:n])),
+        ("TOKENS", "INT32", np.array([[5]] * n, dtype=np.int32)),
+    ):
+        answer.outputs.add(name=name, datatype=datatype, shape=values.shape)
+        raw = serialize_byte_tensor(values).item() if datatype == "BYTES" else values.tobytes()
+        answer.raw_output_contents.append(raw)
+    return answer
 
 
 class StubClient:
-    """Stands in for InferenceServerClient; records the one infer call."""
+    """Stands in for `gateway.channel.TritonClient`; records every call."""
 
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    async def get_model_config(self, model_name, *, as_json, client_timeout):
-        self.calls.append({"model": model_name, "as_json": as_json, "timeout": client_timeout})
-        return CONFIGS[model_name]
+    async def model_config(self, model: str, *, timeout_s: float) -> dict:
+        self.calls.append({"model": model, "timeout": timeout_s})
+        return CONFIGS[model]
 
-    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout, priority):
+    async def infer(
+        self, request: service_pb2.ModelInferRequest, *, timeout_s: float
+    ) -> service_pb2.ModelInferResponse:
+        parameters = request.parameters
         self.calls.append(
             {
-                "priority": priority,
-                "model": model_name,
-                "inputs": inputs,
-                "outputs": [o.name() for o in outputs],
-                "timeout": client_timeout,
-                "queue_timeout_us": timeout,
+                "model": request.model_name,
+                "inputs": {t.name: (t.datatype, list(t.shape)) for t in request.inputs},
+                "contents": dict(
+                    zip([t.name for t in request.inputs], request.raw_input_contents, strict=True)
+                ),
+                "outputs": [o.name for o in request.outputs],
+                "priority": parameters[wire.REQUEST_PRIORITY].uint64_param,
+                "queue_timeout_us": parameters[wire.REQUEST_TIMEOUT].int64_param,
+                "timeout": timeout_s,
             }
         )
-        n = inputs[0].shape()[0]
-        return StubResult(
-            {
-                "EMBEDDING": np.ones((n, 4), dtype=np.float32) / 2,
-                "TOKENS": np.array([[5]] * n, dtype=np.int32),
-                "TRUNCATED": np.array([[False], [True]][:n]),
-                "FINGERPRINT": np.array([[b"b1"]] * n, dtype=np.object_),
-            }
-        )
+        return _answer(request.inputs[0].shape[0])
 
     async def close(self) -> None:
         self.calls.append({"closed": True})
@@ -299,21 +291,19 @@ def test_one_infer_call_sends_the_ensemble_tensors_as_n_by_1():
         30_000_000 * QUEUE_SHARE,
     )
     assert call["outputs"] == ["EMBEDDING", "TOKENS", "TRUNCATED", "FINGERPRINT"]
-    tensors = {t.name(): t for t in call["inputs"]}
-    assert {n: (t.datatype(), list(t.shape())) for n, t in tensors.items()} == {
+    assert call["inputs"] == {
         "TEXT": ("BYTES", [2, 1]),
         "INSTRUCTION": ("BYTES", [2, 1]),
         "TRUNCATE": ("BYTES", [2, 1]),
         "DIMENSIONS": ("INT32", [2, 1]),
     }
-    assert list(deserialize_bytes_tensor(tensors["TEXT"]._get_content())) == [
-        b"kucing",
-        "é".encode(),
-    ]
-    assert list(deserialize_bytes_tensor(tensors["INSTRUCTION"]._get_content())) == [b"q:"] * 2
-    assert list(deserialize_bytes_tensor(tensors["TRUNCATE"]._get_content())) == [b"START"] * 2
-    assert np.frombuffer(tensors["DIMENSIONS"]._get_content(), dtype=np.int32).tolist() == [4, 4]
+    contents = call["contents"]
+    assert list(deserialize_bytes_tensor(contents["TEXT"])) == [b"kucing", "é".encode()]
+    assert list(deserialize_bytes_tensor(contents["INSTRUCTION"])) == [b"q:"] * 2
+    assert list(deserialize_bytes_tensor(contents["TRUNCATE"])) == [b"START"] * 2
+    assert np.frombuffer(contents["DIMENSIONS"], dtype=np.int32).tolist() == [4, 4]
     assert result.vectors.dtype == np.float32 and result.vectors.shape == (2, 4)
+    assert result.vectors.tolist() == [[0.5] * 4] * 2
     assert result.tokens.tolist() == [5, 5] and result.truncated.tolist() == [False, True]
     assert result.build == "b1"
 
@@ -329,13 +319,9 @@ def test_embed_image_sends_one_1_by_1_request_to_the_image_ensemble():
         30.0,
         ["EMBEDDING", "FINGERPRINT"],
     )
-    tensors = {t.name(): t for t in call["inputs"]}
-    assert {n: (t.datatype(), list(t.shape())) for n, t in tensors.items()} == {
-        "IMAGE": ("BYTES", [1, 1]),
-        "DIMENSIONS": ("INT32", [1, 1]),
-    }
-    assert list(deserialize_bytes_tensor(tensors["IMAGE"]._get_content())) == [image]
-    assert np.frombuffer(tensors["DIMENSIONS"]._get_content(), dtype=np.int32).tolist() == [16]
+    assert call["inputs"] == {"IMAGE": ("BYTES", [1, 1]), "DIMENSIONS": ("INT32", [1, 1])}
+    assert list(deserialize_bytes_tensor(call["contents"]["IMAGE"])) == [image]
+    assert np.frombuffer(call["contents"]["DIMENSIONS"], dtype=np.int32).tolist() == [16]
     vector = answer.vector
     assert (vector.dtype, vector.shape, vector.tolist()) == (np.float32, (4,), [0.5] * 4)
     assert answer.build == "b1"
@@ -345,17 +331,17 @@ def test_probe_embeds_one_text_with_its_short_deadline():
     client = StubClient()
     asyncio.run(TritonEmbedder(client, timeout_s=30.0).probe())  # type: ignore[arg-type]
     (call,) = client.calls
-    assert call["timeout"] == PROBE_TIMEOUT_S and call["inputs"][0].shape() == [1, 1]
+    assert call["timeout"] == PROBE_TIMEOUT_S and call["inputs"]["TEXT"] == ("BYTES", [1, 1])
     assert call["queue_timeout_us"] == int(PROBE_TIMEOUT_S * QUEUE_SHARE * 1_000_000)
 
 
-def test_facts_come_from_get_model_config_as_json():
+def test_facts_come_from_the_loaded_model_configs():
     client = StubClient()
     facts = asyncio.run(TritonEmbedder(client, timeout_s=3.0).facts())  # type: ignore[arg-type]
     assert (facts.native_dimension, facts.text_tower_instances) == (384, 2)
     assert client.calls == [
-        {"model": "embed_text", "as_json": True, "timeout": 3.0},
-        {"model": "text_encoder", "as_json": True, "timeout": 3.0},
+        {"model": "embed_text", "timeout": 3.0},
+        {"model": "text_encoder", "timeout": 3.0},
     ]
 
 
@@ -363,12 +349,12 @@ def test_a_multimodal_ensemble_s_pixel_cap_comes_from_the_image_preprocess():
     client = StubClient()
     parameters = {**CONFIG["config"]["parameters"], "modalities": {"string_value": "text,image"}}
     client_configs = {**CONFIGS, "embed_text": {"config": {"parameters": parameters}}}
-    client.get_model_config = lambda model_name, **_: _answer(client_configs[model_name])
+    client.model_config = lambda model, **_: _config(client_configs[model])
     facts = asyncio.run(TritonEmbedder(client, timeout_s=3.0).facts())  # type: ignore[arg-type]
     assert (facts.supports_images, facts.max_image_pixels) == (True, 1000)
 
 
-async def _answer(value: dict) -> dict:
+async def _config(value: dict) -> dict:
     return value
 
 
@@ -379,7 +365,7 @@ def _free_port() -> int:
 
 
 async def _facts_from(url: str, *, timeout_s: float) -> ModelFacts:
-    embedder = TritonEmbedder(InferenceServerClient(url), timeout_s=timeout_s)
+    embedder = TritonEmbedder(client(url), timeout_s=timeout_s)
     try:
         return await embedder.facts()
     finally:
@@ -404,27 +390,22 @@ def test_real_client_past_its_deadline_is_504():
 class VanishingClient(StubClient):
     """Fails its first infer calls with the given (status, message), then answers."""
 
-    def __init__(self, *failures: tuple[str, str]) -> None:
+    def __init__(self, *failures: tuple[grpc.StatusCode, str]) -> None:
         super().__init__()
         self.failures = list(failures)
 
-    async def infer(self, model_name, inputs, *, outputs, client_timeout, timeout, priority):
+    async def infer(
+        self, request: service_pb2.ModelInferRequest, *, timeout_s: float
+    ) -> service_pb2.ModelInferResponse:
         if self.failures:
             status, message = self.failures.pop(0)
-            self.calls.append({"failed": message, "timeout": client_timeout})
-            raise InferenceServerException(msg=message, status=status)
-        return await super().infer(
-            model_name,
-            inputs,
-            outputs=outputs,
-            client_timeout=client_timeout,
-            timeout=timeout,
-            priority=priority,
-        )
+            self.calls.append({"failed": message, "timeout": timeout_s})
+            raise grpc_error(status, message)
+        return await super().infer(request, timeout_s=timeout_s)
 
 
-SOCKET_CLOSED = ("StatusCode.UNAVAILABLE", "Socket closed")
-QUEUE_FULL = ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size")
+SOCKET_CLOSED = (grpc.StatusCode.UNAVAILABLE, "Socket closed")
+QUEUE_FULL = (grpc.StatusCode.UNAVAILABLE, "Exceeds maximum queue size")
 
 
 def test_a_call_whose_triton_vanished_is_tried_again_within_its_deadline():
@@ -433,7 +414,9 @@ def test_a_call_whose_triton_vanished_is_tried_again_within_its_deadline():
     result = asyncio.run(embedder.embed_texts(["kucing"], EmbedOptions()))
     assert [call.get("failed") for call in client.calls] == ["Socket closed"] * 2 + [None]
     assert result.vectors.shape == (1, 4)
-    assert 29.0 < client.calls[-1]["timeout"] < 30.0
+    last = client.calls[-1]
+    assert 29.0 < last["timeout"] < 30.0
+    assert last["queue_timeout_us"] == int(last["timeout"] * QUEUE_SHARE * 1_000_000)
 
 
 def test_a_call_fails_503_after_three_tries_in_transport():
