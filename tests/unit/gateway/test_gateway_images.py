@@ -198,7 +198,7 @@ def test_the_byte_cap_is_checked_from_the_base64_length_before_decoding(monkeypa
     def never(*args, **kwargs):
         raise AssertionError("decoded an over-limit image")
 
-    monkeypatch.setattr(images, "b64decode", never)
+    monkeypatch.setattr(images.pybase64, "b64decode", never)
     error = refused({"type": "image", "image": "A" * (4 * MIB)}, max_bytes=3 * MIB - 1)
     assert error.status == 413
 
