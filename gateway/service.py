@@ -256,7 +256,17 @@ class EmbeddingService:
     ) -> list[Part | BaseException]:
         """The calls' answers or failures, all in flight at once; the builds that answered are
         noted."""
-        answers = await asyncio.gather(*(call(options) for call in calls), return_exceptions=True)
+        if len(calls) == 1:
+            # A lone part (one word, one text) is awaited as it is: gather would wrap it in a
+            # task of its own, a turn of the event loop more.
+            try:
+                answers: list[Part | BaseException] = [await calls[0](options)]
+            except Exception as failure:  # returned, as gather returns it
+                answers = [failure]
+        else:
+            answers = await asyncio.gather(
+                *(call(options) for call in calls), return_exceptions=True
+            )
         for answer in answers:
             if not isinstance(answer, BaseException):
                 self.builds.saw(answer.build)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The floor of a row's norm, so that a zero row stays zero; np.finfo is slow to ask per request.
+TINY = np.finfo(np.float32).tiny
+
 
 def pool(token_embeddings: np.ndarray, pooling_mask: np.ndarray, mode: str) -> np.ndarray:
     """[batch, tokens, dim] -> [batch, dim] by "mean" over the mask or the "cls" token."""
@@ -19,4 +22,4 @@ def truncate_and_normalize(embeddings: np.ndarray, dimensions: int) -> np.ndarra
         raise ValueError(f"dimensions must be 0..{embeddings.shape[1]}, got {dimensions}")
     prefix = embeddings[:, : dimensions or None].astype(np.float32, copy=False)
     norms = np.linalg.norm(prefix, axis=1, keepdims=True)
-    return prefix / np.maximum(norms, np.finfo(np.float32).tiny)
+    return prefix / np.maximum(norms, TINY)
