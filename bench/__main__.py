@@ -31,6 +31,7 @@ from bench.peers import infinity
 from bench.plot import plot_throughput
 from bench.processes import cpu_seconds, peak_rss_mib, rss_mib
 from bench.report import OURS, OneInFlight, Run, concurrency_series, render, with_section
+from model_repository.counting import FLUSH_INTERVAL_S
 from runner.stack import DEFAULT_REPOSITORY, ROOT, process_tree, running_stack
 
 COMMAND = "make bench"
@@ -104,6 +105,7 @@ def served(
         image_results = asyncio.run(image_patterns(target, pictures))
         overloaded = asyncio.run(overload(target, texts))
         batch_work = asyncio.run(batch.measure(target, texts))
+        time.sleep(2 * FLUSH_INTERVAL_S)  # the stubs send their last counts
         positions = token_positions(stack.triton.metrics_url)
         # Memory is read after a warm-up, so that first-use allocations do not count as growth;
         # short texts make 10,000 requests take a minute, and length does not change what leaks.
