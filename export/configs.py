@@ -33,8 +33,8 @@ PYTHON_TOWER_TUNING = {
     wire.P_ALLOW_SPINNING: 0,
 }
 # Rows per ONNX Runtime run. Text rows are cut to their chunk's longest row, and a single-threaded
-# run costs about the same per token at 1, 2 or 4 rows: so two rows, which pad 2.5% of a 64-text
-# part where four padded 7% (docs/tuning.md). Image rows are all one shape: no padding to save.
+# run costs about the same per token at 1, 2 or 4 rows: so two rows, which pad 2.5% of the parts
+# of a 64-text request where four padded 7% (docs/tuning.md). Image rows are all one shape.
 TEXT_CHUNK_ROWS = 2
 IMAGE_CHUNK_ROWS = 4
 
