@@ -26,6 +26,8 @@ from gateway.database.protocol import Connection, Parameters, T
 # A writer waits this long for another connection's write lock (a second gateway process on the
 # same file) before SQLite answers "database is locked".
 BUSY_TIMEOUT_S = 10.0
+# Between tries to turn WAL on while another connection turns it on (see `_enter_wal`).
+WAL_RETRY_S = 0.02
 TYPES = {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
 # A row lock, outside a string literal (a literal matches first and is kept).
 ROW_LOCK = re.compile(r"'(?:[^']|'')*'|\s+FOR\s+UPDATE(?:\s+OF\s+\w+)?(?:\s+SKIP\s+LOCKED)?", re.I)
@@ -48,6 +50,21 @@ class _Connection:
         return self._connection.executemany(dialect(sql), parameters)
 
 
+def _enter_wal(connection: sqlite3.Connection, *, timeout_s: float) -> None:
+    """PRAGMA journal_mode=WAL, retried until `timeout_s`: while another process's connection
+    turns WAL on in the same new file (two gateways starting together), SQLite answers "database
+    is locked" at once, without waiting in its busy handler."""
+    until = time.monotonic() + timeout_s
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= until:
+                raise
+        time.sleep(WAL_RETRY_S)
+
+
 @dataclass
 class SQLiteDatabase:
     """One connection, used by one thread at a time: calls run in a worker thread so that the
@@ -65,7 +82,7 @@ class SQLiteDatabase:
         connection.row_factory = sqlite3.Row
         # WAL: readers never block the writer, and a commit is durable once it returns
         # (synchronous=FULL), which the batch checkpoints rely on after a kill -9.
-        connection.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(connection, timeout_s=BUSY_TIMEOUT_S)
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
         return cls(connection, threading.Lock())
