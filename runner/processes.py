@@ -81,6 +81,13 @@ def command_line(pid: int) -> str:
     return " ".join(arguments(pid))
 
 
+def file_tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of the log at `path`; empty if there is none."""
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def stop_group(process: subprocess.Popen[bytes], *, grace_s: float) -> None:
     """Stop `process`, the leader of its own process group, and everything left in that group.
 

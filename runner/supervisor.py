@@ -19,13 +19,19 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
+
+from runner.processes import file_tail
 
 log = logging.getLogger(__name__)
 
 
 class Child(Protocol):
     """What the supervisor runs: LocalTriton, LocalGateway, LocalHaproxy, LocalPrometheus."""
+
+    # Where the child writes its output; None: to this process's.
+    log_path: Path | None
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -146,9 +152,11 @@ class Supervisor(Generic[C]):
         until = time.monotonic() + self.ready_deadline_s
         while not self.child.ready():
             if process.poll() is not None:
-                raise StartFailed(f"{self._ended(process)} before it was ready")
+                raise StartFailed(f"{self._ended(process)} before it was ready{self._log()}")
             if time.monotonic() > until:
-                raise StartFailed(f"{self.name} not ready after {self.ready_deadline_s:.0f} s")
+                raise StartFailed(
+                    f"{self.name} not ready after {self.ready_deadline_s:.0f} s{self._log()}"
+                )
             if self._stopping.wait(self.poll_s):
                 return
         log.info("%s (pid %d) ready", self.name, process.pid)
@@ -164,6 +172,12 @@ class Supervisor(Generic[C]):
             if self._stopping.wait(self.poll_s):
                 return None
         return process
+
+    def _log(self) -> str:
+        """The end of the child's log, for a start that failed (in CI it is all one sees)."""
+        if self.child.log_path is None:
+            return ""
+        return f"; the end of {self.child.log_path}:\n{file_tail(self.child.log_path)}"
 
     def _ended(self, process: subprocess.Popen[bytes]) -> str:
         return f"{self.name} (pid {process.pid}) {exit_reason(process.returncode)}"

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from model_repository import wire
-from runner.processes import arguments, process_group, stop_group
+from runner.processes import arguments, file_tail, process_group, stop_group
 
 STOP_GRACE_S = 30.0
 SHM_DIR = Path("/dev/shm")
@@ -188,10 +188,8 @@ class LocalTriton:
             time.sleep(0.25)
         raise TritonStartError(f"tritonserver not ready after {deadline_s}s:\n{self.log_tail()}")
 
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+    def log_tail(self) -> str:
+        return file_tail(self.log_path)
 
     def stop(self) -> None:
         """Stop the server and its stubs, also those of a server that crashed, and remove the

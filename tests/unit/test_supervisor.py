@@ -3,11 +3,14 @@ its process group, as tritonserver leaves its Python stubs."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -18,11 +21,15 @@ FAST = Backoff(first_s=0.1, max_s=0.4, reset_after_s=0.5)
 
 
 class FakeChild:
-    """Start i lives `lives_s[i]` seconds (the last one repeats), then exits with code 3."""
+    """Start i lives `lives_s[i]` seconds (the last one repeats), then says why on stderr and
+    exits with code 3."""
 
-    def __init__(self, lives_s: list[float], *, ready: bool = True) -> None:
+    def __init__(
+        self, lives_s: list[float], *, ready: bool = True, log_path: Path | None = None
+    ) -> None:
         self.lives_s = lives_s
         self.is_ready = ready
+        self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at: list[float] = []
         self.grandchildren: list[int] = []
@@ -30,11 +37,14 @@ class FakeChild:
 
     def start(self) -> None:
         life = self.lives_s[min(len(self.started_at), len(self.lives_s) - 1)]
-        self.process = subprocess.Popen(
-            ["sh", "-c", f"sleep 300 & echo $!; sleep {life}; exit 3"],
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-        )
+        with contextlib.ExitStack() as held:
+            log = held.enter_context(self.log_path.open("ab")) if self.log_path else None
+            self.process = subprocess.Popen(
+                ["sh", "-c", f"sleep 300 & echo $!; sleep {life}; echo port taken >&2; exit 3"],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
         assert self.process.stdout is not None
         with self.process.stdout:
             self.grandchildren.append(int(self.process.stdout.readline()))
@@ -111,10 +121,18 @@ def test_stop_ends_the_child_and_its_group_without_a_restart(supervise) -> None:
     assert supervisor.restart_delays == []
 
 
-def test_a_first_start_that_fails_raises_and_leaves_nothing(supervise) -> None:
-    child = FakeChild([0.05], ready=False)
-    with pytest.raises(StartFailed, match=r"fake \(pid \d+\) exited with code 3 before"):
+def test_a_first_start_that_fails_raises_the_end_of_its_log_and_leaves_nothing(
+    supervise, tmp_path
+) -> None:
+    log = tmp_path / "fake.log"
+    child = FakeChild([0.05], ready=False, log_path=log)
+    with pytest.raises(StartFailed) as failed:
         supervise(child)
+    assert re.fullmatch(
+        rf"fake \(pid \d+\) exited with code 3 before it was ready; the end of {log}:\n"
+        "port taken",
+        str(failed.value),
+    )
     assert child.stops == 1
     assert wait_gone(child.grandchildren, deadline_s=5) == []
     assert len(child.started_at) == 1
