@@ -98,6 +98,11 @@ class Admission:
         """Tokens per second Triton finished while it had work, over the last window."""
         return self._rate
 
+    @property
+    def busy(self) -> bool:
+        """Whether admitted work is in flight."""
+        return self.in_flight > 0
+
     def answered_within(self, seconds: float) -> bool:
         """Whether some admitted work was answered in the last `seconds`."""
         return self.last_done_at >= self._clock() - seconds

@@ -111,10 +111,12 @@ async def ready(request: Request) -> Response:
     service = state.service
     if service.breaker.is_open:
         return error_response(BackendUnavailable("the model backend is unavailable"), request)
-    # Busy is not unready: an answer within the last moments proves the whole path, and a probe
-    # would only queue behind the backlog.
+    # Busy is not unready: an answer within the last moments proves the whole path, and work in
+    # flight gets its answer or fails by its own deadline, which the breaker counts. A probe
+    # would only queue behind that work; timing out there, it would open the circuit on a
+    # backend that is merely slow, turning overload into 503s for everyone.
     answer = Status(status="ready", builds=service.builds.recent())
-    if service.admission.answered_within(RECENT_ANSWER_S):
+    if service.admission.busy or service.admission.answered_within(RECENT_ANSWER_S):
         return json_response(answer)
     # Triton's own health can stay green with a dead Python stub; only a real embedding proves it.
     try:

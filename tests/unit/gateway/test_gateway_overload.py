@@ -60,6 +60,17 @@ def test_readiness_stays_200_while_answers_keep_coming_without_probing():
         assert client.get("/health/ready").status_code == 200
 
 
+def test_readiness_stays_200_without_probing_while_admitted_work_is_in_flight():
+    embedder = FakeEmbedder(probe_error=BackendTimeout("the probe would queue behind the work"))
+    with serve(embedder) as (client, _):
+        service = client.app.state.service
+        ticket = service.admission.admit(b"slow", cost=100, deadline_s=30)
+        busy = client.get("/health/ready").status_code
+        ticket.release(done=False)
+        idle = client.get("/health/ready").status_code
+    assert (busy, idle) == (200, 503)
+
+
 def test_readiness_counts_a_busy_answer_to_its_probe_as_alive():
     busy = triton_failure("StatusCode.UNAVAILABLE", "Exceeds maximum queue size")
     with serve(FakeEmbedder(probe_error=busy)) as (client, _):
