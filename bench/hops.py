@@ -4,7 +4,8 @@ One short text and the corpus's texts, each sent one request at a time three way
 the gateway (HTTP), straight to Triton's text ensemble (gRPC, the call the gateway makes) and
 in-process (the tokenizer and ONNX Runtime on the served files). Triton's statistics, read
 before and after the served requests, split Triton's share into each model's queue and compute
-time. Writes its section of docs/benchmarks.md in place.
+time, and /proc gives the CPU time each process used for them. Writes its section of
+docs/benchmarks.md in place.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from bench.baselines import TextCeiling
 from bench.corpus import sentences
 from bench.report import p50, write_section
 from model_repository import wire
-from runner.stack import DEFAULT_REPOSITORY, ROOT, running_stack
+from runner.processes import arguments, cpu_seconds, process_tree
+from runner.stack import DEFAULT_REPOSITORY, ROOT, Stack, running_stack
 
 COMMAND = "PYTHONPATH=. .venv/bin/python -m bench.hops"
 HEADING = "## Where the time of one request goes (issue 16)"
@@ -40,6 +42,9 @@ WARM_UP = 20
 # The ensemble first: its figures are the whole of Triton's time; then its steps in order.
 MODELS = (wire.ENSEMBLE_TEXT, wire.TEXT_PREPROCESS, wire.TEXT_ENCODER, wire.POSTPROCESS)
 PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+# The processes whose CPU time a served request is charged, in the order of its path; the models'
+# are their Python stubs (MODELS[1:]), the client is this process.
+GATEWAY, SERVER, CLIENT = "gateway", "tritonserver", "the benchmark's HTTP client"
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,26 @@ def model_times(before: dict, after: dict) -> dict[str, ModelTimes]:
             requests, mean_ms("success"), {name: mean_ms(name) for name in PARTS}
         )
     return times
+
+
+def processes(stack: Stack) -> dict[str, list[int]]:
+    """The stack's processes by what they run: the gateway, tritonserver, each model's stubs."""
+    found: dict[str, list[int]] = {GATEWAY: process_tree(stack.gateway.pid), SERVER: []}
+    assert stack.triton.process is not None
+    for pid in process_tree(stack.triton.process.pid):
+        argv = arguments(pid)
+        # A stub runs `triton_python_backend_stub <repository>/<model>/<version>/model.py ...`.
+        if len(argv) > 1 and argv[0].endswith("_stub"):
+            found.setdefault(Path(argv[1]).parts[-3], []).append(pid)
+        else:
+            found[SERVER].append(pid)
+    return found
+
+
+def cpu_s(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each group of processes, and by this one (CLIENT)."""
+    used = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+    return {**used, CLIENT: time.process_time()}
 
 
 async def served_ms(base_url: str, texts: list[str]) -> list[float]:
@@ -158,20 +183,25 @@ class Hops:
     tokenize: list[float]
     in_process: list[float]  # tokenizing included, all cores, batch 1
     models: dict[str, ModelTimes]
+    cpu_ms: dict[str, float]  # CPU per served request, by process (`processes`, CLIENT)
 
 
-def measure(label: str, texts: list[str], stack, ceiling: TextCeiling) -> Hops:
+def measure(label: str, texts: list[str], stack: Stack, ceiling: TextCeiling) -> Hops:
     """`texts` one request at a time each way; Triton's statistics over the served requests."""
     for text in texts[:WARM_UP]:
         ceiling.embed([text])
     asyncio.run(served_ms(stack.base_url, texts[:WARM_UP]))
     grpc = grpc_ms(stack.triton.grpc_url, texts)
     before = statistics_ns(stack.triton.grpc_url)
+    groups = processes(stack)
+    cpu_before = cpu_s(groups)
     served = asyncio.run(served_ms(stack.base_url, texts))
+    cpu_after = cpu_s(groups)
     models = model_times(before, statistics_ns(stack.triton.grpc_url))
+    cpu_ms = {name: (cpu_after[name] - cpu_before[name]) / len(texts) * 1000 for name in cpu_after}
     tokenize = in_process_ms(ceiling.tokenizer.encode, texts)
     in_process = in_process_batch_1_ms(ceiling, texts)
-    return Hops(label, served, grpc, tokenize, in_process, models)
+    return Hops(label, served, grpc, tokenize, in_process, models, cpu_ms)
 
 
 def section(runs: list[Hops], *, cores: int) -> str:
@@ -183,7 +213,9 @@ def section(runs: list[Hops], *, cores: int) -> str:
         "text ensemble (gRPC, the call the gateway makes) and in-process (the tokenizer and ONNX",
         "Runtime on the served files, all cores, batch 1). Triton's part is split by its",
         "statistics, read before and after the requests through the gateway: mean milliseconds",
-        "per request.",
+        "per request. CPU per request: what each process used (user and system time, from",
+        "/proc) over the requests through the gateway, over their count; a model's row is its",
+        "Python stubs, every instance and thread (ONNX Runtime's included).",
         "",
         "| | " + " | ".join(r.label for r in runs) + " |",
         "|---|" + "---|" * len(runs),
@@ -219,6 +251,9 @@ def section(runs: list[Hops], *, cores: int) -> str:
         "overhead: through the gateway less in-process, p50",
         [p50(r.served) - p50(r.in_process) for r in runs],
     )
+    for name in (GATEWAY, SERVER, *MODELS[1:], CLIENT):
+        row(f"CPU per request: {name}", [r.cpu_ms[name] for r in runs])
+    row("CPU per request: all of them", [sum(r.cpu_ms.values()) for r in runs])
     lines.append("")
     return "\n".join(lines)
 
