@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class Child(Protocol):
     """What the supervisor runs: LocalTriton, LocalGateway, LocalHaproxy, LocalPrometheus."""
 
-    # Where the child writes its output; None: to this process's.
-    log_path: Path | None
+    @property
+    def log_path(self) -> Path | None:
+        """Where the child writes its output; None: to this process's."""
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
