@@ -27,9 +27,10 @@ import tritonclient.grpc as grpcclient
 
 from bench.baselines import TextCeiling
 from bench.corpus import sentences
+from bench.processes import cpu_seconds
 from bench.report import p50, write_section
 from model_repository import wire
-from runner.processes import arguments, cpu_seconds, process_tree
+from runner.processes import arguments, process_tree
 from runner.stack import DEFAULT_REPOSITORY, ROOT, Stack, running_stack
 
 COMMAND = "PYTHONPATH=. .venv/bin/python -m bench.hops"
@@ -113,7 +114,7 @@ def processes(stack: Stack) -> dict[str, list[int]]:
 
 def cpu_s(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds used so far by each group of processes, and by this one (CLIENT)."""
-    used = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+    used = {name: cpu_seconds(pids) for name, pids in groups.items()}
     return {**used, CLIENT: time.process_time()}
 
 

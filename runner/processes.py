@@ -52,15 +52,6 @@ def process_group(pgid: int) -> list[int]:
     return members
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time, user and system, that `pid` has used so far; 0.0 once it is gone."""
-    try:
-        utime, stime = _stat(pid)[11:13]
-    except OSError:
-        return 0.0
-    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
-
-
 def alive(pid: int) -> bool:
     """`pid` exists and is not a zombie (one that only waits for its parent to reap it)."""
     try:
