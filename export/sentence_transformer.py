@@ -34,7 +34,10 @@ class SentenceTransformerTower:
         names = list(tokenizer.model_input_names)
         text = TextFacts(
             encoder_inputs=graph_inputs(
-                names, pooling=checkpoint.pooling, pooled_in_graph=pool_in_graph
+                names,
+                pooling=checkpoint.pooling,
+                pooled_in_graph=pool_in_graph,
+                include_prompt=checkpoint.include_prompt,
             ),
             dimension=checkpoint.dimension,
             pooling=checkpoint.pooling,

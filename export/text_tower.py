@@ -15,8 +15,9 @@ from model_repository import wire
 class PooledTransformer(nn.Module):
     """Transformer, then pooling unless `pooling` is None (the postprocess pools instead).
 
-    The pooling mask is an input of its own so that instruction tokens can be attended to but
-    left out of the mean, as sentence-transformers does for `include_prompt: false`.
+    A mean pools over the attention mask, or over a pooling mask when that is an input: one of
+    its own lets instruction tokens be attended to but left out of the mean, as
+    sentence-transformers does for `include_prompt: false`.
     """
 
     def __init__(self, transformer: nn.Module, *, pooling: str | None, inputs: tuple[str, ...]):
@@ -27,7 +28,7 @@ class PooledTransformer(nn.Module):
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         named = dict(zip(self.inputs, features, strict=True))
-        pooling_mask = named.pop(wire.POOLING_MASK, None)
+        pooling_mask = named.pop(wire.POOLING_MASK, named[wire.ATTENTION_MASK])
         hidden = self.transformer(**named).last_hidden_state
         if self.pooling is None:
             return hidden
@@ -37,10 +38,13 @@ class PooledTransformer(nn.Module):
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
-def graph_inputs(model_input_names: list[str], *, pooling: str, pooled_in_graph: bool):
-    """The tokenizer's features the model takes, plus the pooling mask for a fused mean."""
+def graph_inputs(
+    model_input_names: list[str], *, pooling: str, pooled_in_graph: bool, include_prompt: bool
+):
+    """The tokenizer's features the model takes, plus the pooling mask for a fused mean that
+    leaves the instruction out; one that pools it too pools over the attention mask."""
     names = tuple(n for n in wire.TOKENIZER_FEATURES if n in model_input_names)
-    if pooled_in_graph and pooling == "mean":
+    if pooled_in_graph and pooling == "mean" and not include_prompt:
         names = (*names, wire.POOLING_MASK)
     return names
 

@@ -99,9 +99,11 @@ TRUNCATE_MODES = (TRUNCATE_END, TRUNCATE_START, TRUNCATE_NONE)
 # Tensors inside the repository, named as the exported ONNX graphs name them.
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
-TOKEN_TYPE_IDS = "token_type_ids"
 POOLING_MASK = "pooling_mask"  # attention mask less the instruction, when it is not pooled
-TOKENIZER_FEATURES = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
+# The tokenizer's features the text graphs take. Not token_type_ids: a single sequence's are all
+# zeros, which the models assume when given none, and each tensor handed between the Python
+# models costs a lone request time in both.
+TOKENIZER_FEATURES = (INPUT_IDS, ATTENTION_MASK)
 SENTENCE_EMBEDDING = "sentence_embedding"
 TOKEN_EMBEDDINGS = "token_embeddings"
 PIXEL_VALUES = "pixel_values"

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import configs, repository, sentence_transformer
+from export import configs, repository, sentence_transformer, text_tower
 from export.__main__ import main as export_main
 from export.parity import FP32_MIN_COSINE
 from gateway.settings import Settings
@@ -76,6 +76,27 @@ def test_without_pooling_in_the_graph_the_postprocess_gets_the_mask(exported):
         assert names == ["token_embeddings", "pooling_mask", "DIMENSIONS"]
         assert report["text_parity_fp32"]["compared"] == "token_embeddings"
     assert postprocess.parameters["pooling"].string_value == "mean"
+
+
+def test_the_text_graph_takes_neither_token_types_nor_a_mask_equal_to_the_attention_mask(exported):
+    repo, _ = exported
+    graph = onnx.load(repo / "text_encoder" / "1" / "model.onnx").graph
+    # The tiny checkpoints pool their instruction (include_prompt), so no pooling mask either.
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+
+
+def test_only_a_mean_that_leaves_the_instruction_out_takes_a_pooling_mask():
+    names = ["input_ids", "token_type_ids", "attention_mask"]
+    pooled = {"pooling": "mean", "pooled_in_graph": True}
+    assert text_tower.graph_inputs(names, **pooled, include_prompt=True) == (
+        "input_ids",
+        "attention_mask",
+    )
+    assert text_tower.graph_inputs(names, **pooled, include_prompt=False) == (
+        "input_ids",
+        "attention_mask",
+        "pooling_mask",
+    )
 
 
 def test_production_tower_runs_on_native_onnxruntime_and_local_on_python(exported):

@@ -110,7 +110,7 @@ def padded_length(longest: int, *, limit: int) -> int:
 
 
 def pad(encoded: list[Encoded], *, length: int, pad_id: int) -> dict[str, np.ndarray]:
-    """Right-pad to `length`: input_ids, attention_mask, token_type_ids, pooling_mask (int64)."""
+    """Right-pad to `length`: input_ids, attention_mask, pooling_mask (int64)."""
     rows = len(encoded)
     input_ids = np.full((rows, length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((rows, length), dtype=np.int64)
@@ -123,6 +123,5 @@ def pad(encoded: list[Encoded], *, length: int, pad_id: int) -> dict[str, np.nda
     return {
         wire.INPUT_IDS: input_ids,
         wire.ATTENTION_MASK: attention_mask,
-        wire.TOKEN_TYPE_IDS: np.zeros((rows, length), dtype=np.int64),
         wire.POOLING_MASK: pooling_mask,
     }

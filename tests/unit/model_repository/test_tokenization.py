@@ -71,7 +71,7 @@ def test_pad_writes_int64_features_of_one_shape(tokenizer):
     items = tokenizer.encode_batch(["a", "a b c"], ["", ""], ["END", "END"])
     features = pad(items, length=16, pad_id=0)
     assert {name: array.shape for name, array in features.items()} == {
-        name: (2, 16) for name in ("input_ids", "attention_mask", "token_type_ids", "pooling_mask")
+        name: (2, 16) for name in ("input_ids", "attention_mask", "pooling_mask")
     }
     assert all(array.dtype == np.int64 for array in features.values())
     assert features["attention_mask"].sum(axis=1).tolist() == [3, 5]
