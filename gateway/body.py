@@ -60,36 +60,49 @@ async def stream_capped(request: Request, limits: BodyLimits) -> AsyncIterator[b
 
     Usage: `async for chunk in stream_capped(request, limits): ...`
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
-        raise _too_large(limits)
+    _check_declared_length(request, limits)
     # Content-Length can lie and chunked bodies have none, so the count of bytes read decides.
     received = 0
     chunks = aiter(request.stream())
     started = asyncio.get_running_loop().time()
     while True:
-        # The next bytes are due before the deadline, and before the average would fall under
-        # the floor rate.
-        due = started + min(
-            limits.timeout_s, max(limits.grace_s, (received + 1) / limits.min_bytes_per_s)
-        )
+        # A timeout around each read: one spanning the loop would also run while the caller
+        # handles a chunk, and cancel the caller's work.
         try:
-            async with asyncio.timeout_at(due):
+            async with asyncio.timeout_at(_next_bytes_due(started, received, limits)):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return
         except ClientDisconnect:
             raise ClientDisconnected from None
         except TimeoutError:
-            raise RequestTimeout(
-                f"the request body arrived too slowly: {received} bytes in "
-                f"{asyncio.get_running_loop().time() - started:.1f} s (at least "
-                f"{limits.min_bytes_per_s:.0f} bytes/s, complete within {limits.timeout_s:.0f} s)"
-            ) from None
+            raise _too_slow(started, received, limits) from None
         received += len(chunk)
         if received > limits.max_bytes:
             raise _too_large(limits)
         yield chunk
+
+
+def _check_declared_length(request: Request, limits: BodyLimits) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
+        raise _too_large(limits)
+
+
+def _next_bytes_due(started: float, received: int, limits: BodyLimits) -> float:
+    """The next bytes are due before the deadline, and before the average would fall under the
+    floor rate."""
+    return started + min(
+        limits.timeout_s, max(limits.grace_s, (received + 1) / limits.min_bytes_per_s)
+    )
+
+
+def _too_slow(started: float, received: int, limits: BodyLimits) -> RequestTimeout:
+    return RequestTimeout(
+        f"the request body arrived too slowly: {received} bytes in "
+        f"{asyncio.get_running_loop().time() - started:.1f} s (at least "
+        f"{limits.min_bytes_per_s:.0f} bytes/s, complete within {limits.timeout_s:.0f} s)"
+    )
 
 
 def _too_large(limits: BodyLimits) -> BodyTooLarge:
@@ -97,7 +110,21 @@ def _too_large(limits: BodyLimits) -> BodyTooLarge:
 
 
 async def _read_capped(request: Request, limits: BodyLimits) -> bytes:
+    """The whole body, under the limits `stream_capped` enforces. One timeout, moved on as the
+    bytes arrive, rather than one per chunk: a small request's body comes in one message, and
+    each timeout entered costs it a timer."""
+    _check_declared_length(request, limits)
     body = bytearray()
-    async for chunk in stream_capped(request, limits):
-        body += chunk
+    started = asyncio.get_running_loop().time()
+    try:
+        async with asyncio.timeout_at(_next_bytes_due(started, 0, limits)) as timeout:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limits.max_bytes:
+                    raise _too_large(limits)
+                timeout.reschedule(_next_bytes_due(started, len(body), limits))
+    except ClientDisconnect:
+        raise ClientDisconnected from None
+    except TimeoutError:
+        raise _too_slow(started, len(body), limits) from None
     return bytes(body)

@@ -22,18 +22,26 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     Usage: `result = await unless_disconnected(request, asyncio.gather(...))`, after the body has
     been read: from then on the only message the server can receive is the disconnect.
     """
-    task = asyncio.ensure_future(work)
+    # The work runs in the caller's own task, which the watcher cancels: a task of its own would
+    # cost every request a task and a turn of the event loop more.
+    caller = asyncio.current_task()
+    assert caller is not None
+    disconnected = False
 
     async def watch() -> None:
+        nonlocal disconnected
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        task.cancel()
+        disconnected = True
+        caller.cancel()
 
     watcher = asyncio.ensure_future(watch())
     try:
-        return await task
+        return await work
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if disconnected:
+            # The cancellation was the watcher's: the caller's task goes on to answer 499.
+            caller.uncancel()
             raise ClientDisconnected from None
         raise
     finally:

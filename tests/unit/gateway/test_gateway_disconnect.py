@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from gateway_fakes import FakeEmbedder
+from starlette.requests import Request
 
 from gateway import Settings, create_app
+from gateway.disconnect import ClientDisconnected, unless_disconnected
 
 
 class HangingEmbedder(FakeEmbedder):
@@ -68,3 +71,36 @@ def test_a_client_disconnect_cancels_the_model_call():
     sent = asyncio.run(_disconnecting_request(embedder))
     assert embedder.cancelled
     assert sent[0]["status"] == 499
+
+
+def _request(receive) -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+
+
+async def _never() -> dict:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def test_after_a_disconnect_the_request_task_goes_on_uncancelled():
+    async def disconnected() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def scenario() -> int:
+        with pytest.raises(ClientDisconnected):
+            await unless_disconnected(_request(disconnected), asyncio.Event().wait())
+        await asyncio.sleep(0)  # would raise CancelledError if the watcher's cancel lingered
+        return asyncio.current_task().cancelling()
+
+    assert asyncio.run(scenario()) == 0
+
+
+def test_a_cancellation_that_is_not_a_disconnect_stays_a_cancellation():
+    async def scenario() -> None:
+        call = asyncio.ensure_future(unless_disconnected(_request(_never), asyncio.Event().wait()))
+        await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(scenario())
