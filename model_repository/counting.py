@@ -24,16 +24,30 @@ class Counter(Protocol):
     def increment(self, value: float) -> None: ...
 
 
-class DeferredCounters:
-    """`counters.add(real=12, padding=4)`; `close()` sends what is left and stops the thread.
+class CounterFamily(Protocol):
+    """What it needs of a `pb_utils.MetricFamily` of kind COUNTER."""
 
-    Usage: `DeferredCounters({"real": family.Metric(...), "padding": family.Metric(...)})`
+    def Metric(self, labels: dict[str, str]) -> Counter: ...
+
+
+class DeferredCounters:
+    """`counters.add(real=12, padding=4)`; `close()` sends what is left, stops the thread and lets
+    go of the metrics.
+
+    Usage: `DeferredCounters(pb_utils.MetricFamily(...), {"real": {"kind": "real"}, ...})`: a
+    counter of the family for each name, with those labels.
     """
 
     def __init__(
-        self, counters: Mapping[str, Counter], *, interval_s: float = FLUSH_INTERVAL_S
+        self,
+        family: CounterFamily,
+        labels: Mapping[str, Mapping[str, str]],
+        *,
+        interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
-        self._counters = dict(counters)
+        # The family must outlive its metrics, so it is kept with them.
+        self._family = family
+        self._counters = {name: family.Metric(labels=dict(each)) for name, each in labels.items()}
         self._interval_s = interval_s
         self._pending = dict.fromkeys(self._counters, 0)
         self._lock = threading.Lock()
@@ -69,3 +83,7 @@ class DeferredCounters:
         self._closed.set()
         self._added.set()
         self._thread.join()
+        # Freed now, while the stub still serves: freed with the model as the stub exits, a metric
+        # family crashes it (triton-inference-server/server#8662).
+        self._counters.clear()
+        del self._family

@@ -58,17 +58,13 @@ class TritonPythonModel:
         # Rows with token lengths are cut to their own; "" keeps every row's shape (images, and
         # token-level outputs, which must keep the request's length).
         self.length_input = params[wire.P_LENGTH_INPUT]
-        # The family must outlive its metrics, so the model holds on to it.
-        self.token_positions = pb_utils.MetricFamily(
-            name="epithre_encoder_token_positions_total",
-            description="Token positions the encoder computed: real tokens or padding",
-            kind=pb_utils.MetricFamily.COUNTER,
-        )
         self.token_counts = DeferredCounters(
-            {
-                kind: self.token_positions.Metric(labels={"model": config["name"], "kind": kind})
-                for kind in TOKEN_KINDS
-            }
+            pb_utils.MetricFamily(
+                name="epithre_encoder_token_positions_total",
+                description="Token positions the encoder computed: real tokens or padding",
+                kind=pb_utils.MetricFamily.COUNTER,
+            ),
+            {kind: {"model": config["name"], "kind": kind} for kind in TOKEN_KINDS},
         )
 
     def execute(self, requests: list) -> list:

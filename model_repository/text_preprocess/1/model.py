@@ -36,14 +36,13 @@ class TritonPythonModel:
         self.pad_to_max_tokens = params[wire.P_PAD_TO_MAX_TOKENS] == wire.TRUE
         self.feature_names = params[wire.P_TOKEN_FEATURES].split(",")
         # What a native onnxruntime tower computes: the padded tensors handed on as they are.
-        # The family must outlive its metrics, so the model holds on to it.
-        self.token_positions = pb_utils.MetricFamily(
-            name="epithre_preprocess_token_positions_total",
-            description="Token positions handed to the encoder: real tokens or padding",
-            kind=pb_utils.MetricFamily.COUNTER,
-        )
         self.token_counts = DeferredCounters(
-            {kind: self.token_positions.Metric(labels={"kind": kind}) for kind in TOKEN_KINDS}
+            pb_utils.MetricFamily(
+                name="epithre_preprocess_token_positions_total",
+                description="Token positions handed to the encoder: real tokens or padding",
+                kind=pb_utils.MetricFamily.COUNTER,
+            ),
+            {kind: {"kind": kind} for kind in TOKEN_KINDS},
         )
 
     def execute(self, requests: list) -> list:
