@@ -35,6 +35,7 @@ class TritonPythonModel:
         self.pad_id = int(params[wire.P_PAD_ID])
         self.pad_to_max_tokens = params[wire.P_PAD_TO_MAX_TOKENS] == wire.TRUE
         self.feature_names = params[wire.P_TOKEN_FEATURES].split(",")
+        self.pooling_mask = wire.POOLING_MASK in self.feature_names
         # What a native onnxruntime tower computes: the padded tensors handed on as they are.
         self.token_counts = DeferredCounters(
             pb_utils.MetricFamily(
@@ -79,7 +80,7 @@ class TritonPythonModel:
         return items
 
     def _response(self, items: list, length: int):
-        features = pad(items, length=length, pad_id=self.pad_id)
+        features = pad(items, length=length, pad_id=self.pad_id, pooling_mask=self.pooling_mask)
         real = sum(len(e.ids) for e in items)
         self.token_counts.add(real=real, padding=len(items) * length - real)
         outputs = [pb_utils.Tensor(name, features[name]) for name in self.feature_names]

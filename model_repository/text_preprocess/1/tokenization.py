@@ -109,19 +109,21 @@ def padded_length(longest: int, *, limit: int) -> int:
     return min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, limit)
 
 
-def pad(encoded: list[Encoded], *, length: int, pad_id: int) -> dict[str, np.ndarray]:
-    """Right-pad to `length`: input_ids, attention_mask, pooling_mask (int64)."""
+def pad(
+    encoded: list[Encoded], *, length: int, pad_id: int, pooling_mask: bool
+) -> dict[str, np.ndarray]:
+    """Right-pad to `length`: input_ids, attention_mask and, if asked, pooling_mask (int64)."""
     rows = len(encoded)
     input_ids = np.full((rows, length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((rows, length), dtype=np.int64)
-    pooling_mask = np.zeros((rows, length), dtype=np.int64)
     for row, item in enumerate(encoded):
         n = len(item.ids)
         input_ids[row, :n] = item.ids
         attention_mask[row, :n] = 1
-        pooling_mask[row, item.pooling_start : n] = 1
-    return {
-        wire.INPUT_IDS: input_ids,
-        wire.ATTENTION_MASK: attention_mask,
-        wire.POOLING_MASK: pooling_mask,
-    }
+    features = {wire.INPUT_IDS: input_ids, wire.ATTENTION_MASK: attention_mask}
+    if pooling_mask:
+        # Only a graph that leaves the instruction out of its mean takes one.
+        features[wire.POOLING_MASK] = np.zeros((rows, length), dtype=np.int64)
+        for row, item in enumerate(encoded):
+            features[wire.POOLING_MASK][row, item.pooling_start : len(item.ids)] = 1
+    return features

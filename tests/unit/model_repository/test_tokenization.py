@@ -56,7 +56,7 @@ def test_instruction_is_left_out_of_pooling_when_the_model_says_so():
     excluding = TextTokenizer.from_file(str(TOKENIZER), max_tokens=16, include_prompt=False)
     (item,) = excluding.encode_batch(["dog"], ["find cats"], ["END"])
     assert item.pooling_start == 3  # [CLS] find cats are not pooled; dog [SEP] are
-    features = pad([item], length=8, pad_id=0)
+    features = pad([item], length=8, pad_id=0, pooling_mask=True)
     assert features["pooling_mask"].tolist() == [[0, 0, 0, 1, 1, 0, 0, 0]]
     assert features["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0, 0, 0]]
 
@@ -69,9 +69,17 @@ def test_padding_reaches_a_common_multiple_capped_at_the_limit():
 
 def test_pad_writes_int64_features_of_one_shape(tokenizer):
     items = tokenizer.encode_batch(["a", "a b c"], ["", ""], ["END", "END"])
-    features = pad(items, length=16, pad_id=0)
+    features = pad(items, length=16, pad_id=0, pooling_mask=True)
     assert {name: array.shape for name, array in features.items()} == {
         name: (2, 16) for name in ("input_ids", "attention_mask", "pooling_mask")
     }
     assert all(array.dtype == np.int64 for array in features.values())
     assert features["attention_mask"].sum(axis=1).tolist() == [3, 5]
+
+
+def test_pad_leaves_out_the_pooling_mask_when_the_graph_takes_none(tokenizer):
+    items = tokenizer.encode_batch(["a"], [""], ["END"])
+    assert list(pad(items, length=16, pad_id=0, pooling_mask=False)) == [
+        "input_ids",
+        "attention_mask",
+    ]
